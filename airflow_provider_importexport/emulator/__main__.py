@@ -1,0 +1,157 @@
+"""Command line: ``importexport-emulator [serve options]`` and ``importexport-emulator admin ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from typing import Any
+
+from airflow_provider_importexport.emulator.auth import DEFAULT_ACCOUNT, Account
+from airflow_provider_importexport.emulator.backend import PROFILES, LifecycleProfile
+from airflow_provider_importexport.emulator.client import AdminError, EmulatorAdmin
+from airflow_provider_importexport.emulator.faults import FaultConfig
+from airflow_provider_importexport.emulator.server import EmulatorServer, EmulatorSettings
+from airflow_provider_importexport.emulator.state import CancelRule
+
+
+def serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="importexport-emulator",
+        description="Local AWS Import/Export emulator (with moto S3 on the same endpoint). "
+        "Use 'importexport-emulator admin --help' to drive running jobs.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5050, help="port to bind; 0 picks a free one (default: 5050)")
+    parser.add_argument(
+        "--account",
+        action="append",
+        default=[],
+        metavar="ACCESS_KEY:SECRET_KEY[:ACCOUNT_ID]",
+        help="an extra account (repeatable); AWS's documentation example key pair is always account 123456789012",
+    )
+    parser.add_argument("--profile", default="manual", choices=sorted(PROFILES), help="lifecycle time profile")
+    parser.add_argument(
+        "--cancel-rule", default=CancelRule.BEFORE_TRANSFER.value, choices=[r.value for r in CancelRule]
+    )
+    parser.add_argument("--devices-dir", help="folder whose sub-folders, named by a manifest's deviceId, are devices")
+    parser.add_argument("--state-file", help="JSON file keeping jobs across restarts")
+    parser.add_argument("--daily-create-quota", type=int, default=50)
+    parser.add_argument(
+        "--ended-job-status",
+        default="progress",
+        choices=["progress", "error"],
+        help="GetStatus on canceled/expired jobs: ProgressCode (default) or the model's error",
+    )
+    parser.add_argument(
+        "--faults", default="{}", help='fault rates as JSON, e.g. \'{"throttle_rate": 0.1, "seed": 1}\''
+    )
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> EmulatorSettings:
+    extra = [Account.parse(text, i) for i, text in enumerate(args.account, start=1)]
+    return EmulatorSettings(
+        host=args.host,
+        port=args.port,
+        accounts=[DEFAULT_ACCOUNT, *(a for a in extra if a.access_key != DEFAULT_ACCOUNT.access_key)],
+        profile=LifecycleProfile.named(args.profile),
+        cancel_rule=CancelRule(args.cancel_rule),
+        devices_dir=args.devices_dir,
+        state_file=args.state_file,
+        faults=FaultConfig.from_dict(json.loads(args.faults)),
+        daily_create_quota=args.daily_create_quota,
+        ended_job_status=args.ended_job_status,
+        verbose=args.verbose,
+    )
+
+
+def serve(argv: list[str]) -> int:
+    args = serve_parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+    except ValueError as err:
+        serve_parser().error(str(err))
+    server = EmulatorServer(settings)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    print(f"importexport-emulator ready on {server.endpoint_url} (profile {args.profile})", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.backend.save()
+    return 0
+
+
+def admin(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="importexport-emulator admin", description="Drive a running emulator.")
+    parser.add_argument("--endpoint-url", default="http://127.0.0.1:5050")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for action in ("ship", "receive", "start", "expire"):
+        sub.add_parser(action, help=f"{action} a job's device").add_argument("job_id")
+    process = sub.add_parser("process", help="run the data transfer, optionally forcing an outcome")
+    process.add_argument("job_id")
+    process.add_argument("--outcome", help="Complete, SuccessWithErrors or a failure ProgressCode")
+    process.add_argument("--error-count", type=int)
+    ret = sub.add_parser("return", help="ship the device back")
+    ret.add_argument("job_id")
+    ret.add_argument("--carrier", default="UPS")
+    ret.add_argument("--tracking-number")
+    attach = sub.add_parser("attach", help="use a folder as the job's device")
+    attach.add_argument("job_id")
+    attach.add_argument("path")
+    sub.add_parser("jobs", help="list every job")
+    sub.add_parser("status").add_argument("job_id")
+    faults = sub.add_parser("faults", help="set fault rates")
+    faults.add_argument("settings", help="JSON, e.g. '{\"error_503_rate\": 0.2}'")
+    clock = sub.add_parser("clock", help="move the emulator's clock forward")
+    clock.add_argument("seconds", type=float)
+    bucket = sub.add_parser("create-bucket")
+    bucket.add_argument("bucket")
+    bucket.add_argument("--region", default="us-east-1")
+    bucket.add_argument("--access-key")
+    args = parser.parse_args(argv)
+    client = EmulatorAdmin(args.endpoint_url)
+    try:
+        result = _run_admin(client, args)
+    except AdminError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def _run_admin(client: EmulatorAdmin, args: argparse.Namespace) -> Any:
+    command = args.command
+    if command in ("ship", "receive", "start", "expire"):
+        return client.act(args.job_id, command)
+    if command == "process":
+        options = {k: v for k, v in {"outcome": args.outcome, "error_count": args.error_count}.items() if v is not None}
+        return client.act(args.job_id, "process", **options)
+    if command == "return":
+        return client.act(args.job_id, "return", carrier=args.carrier, tracking_number=args.tracking_number)
+    if command == "attach":
+        return client.act(args.job_id, "attach", path=args.path)
+    if command == "jobs":
+        return client.jobs()
+    if command == "status":
+        return client.job(args.job_id)
+    if command == "faults":
+        return client.set_faults(**json.loads(args.settings))
+    if command == "clock":
+        return client.advance_clock(args.seconds)
+    return client.create_bucket(args.bucket, args.region, args.access_key)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["admin"]:
+        return admin(argv[1:])
+    return serve(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

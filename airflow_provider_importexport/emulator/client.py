@@ -1,0 +1,69 @@
+"""A small client for the admin API, used by the CLI, the demo and tests."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+
+class AdminError(RuntimeError):
+    """The admin API refused a request; the message is its explanation."""
+
+
+class EmulatorAdmin:
+    def __init__(self, endpoint_url: str, timeout: float = 30) -> None:
+        self.base = endpoint_url.rstrip("/") + "/_importexport"
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        url = f"{self.base}/{path.lstrip('/')}"
+        if not url.startswith(("http://", "https://")):
+            raise AdminError(f"the admin API needs an http(s) endpoint URL, not {self.base!r}")
+        request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as err:
+            raw = err.read()
+            try:
+                message = json.loads(raw).get("message", str(err))
+            except (ValueError, AttributeError):
+                message = raw.decode(errors="replace") or str(err)
+            raise AdminError(message) from None
+
+    def health(self) -> dict[str, Any]:
+        return self.request("GET", "health")
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self.request("GET", f"jobs/{job_id}")
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return self.request("GET", "jobs")
+
+    def act(self, job_id: str, action: str, **options: Any) -> dict[str, Any]:
+        """ship, receive, start, process, return, expire or attach one job."""
+        return self.request("POST", f"jobs/{job_id}/{action}", options)
+
+    def set_faults(self, **rates: Any) -> dict[str, Any]:
+        return self.request("POST", "faults", rates)
+
+    def queue_faults(self, *faults: str) -> dict[str, Any]:
+        return self.request("POST", "faults/queue", {"faults": list(faults)})
+
+    def fault_counts(self) -> dict[str, int]:
+        return self.request("GET", "faults")["counts"]
+
+    def advance_clock(self, seconds: float) -> dict[str, Any]:
+        return self.request("POST", "clock", {"advance_seconds": seconds})
+
+    def set_profile(self, name: str | None = None, **stages: Any) -> dict[str, Any]:
+        return self.request("POST", "profile", {"name": name} if name else stages)
+
+    def tick(self) -> dict[str, Any]:
+        return self.request("POST", "tick", {})
+
+    def create_bucket(self, bucket: str, region: str = "us-east-1", access_key: str | None = None) -> dict[str, Any]:
+        return self.request("POST", "buckets", {"bucket": bucket, "region": region, "access_key": access_key})

@@ -1,0 +1,29 @@
+"""pytest fixtures for testing DAGs and code against the emulator.
+
+Enable with ``pytest -p airflow_provider_importexport.emulator.pytest_plugin`` or by listing
+it in ``pytest_plugins``. Fixtures set fake credentials in the environment, never real ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from airflow_provider_importexport.emulator import (
+    DEFAULT_ACCESS_KEY,
+    DEFAULT_SECRET_KEY,
+    ImportExportEmulator,
+)
+
+
+@pytest.fixture
+def importexport_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[ImportExportEmulator]:
+    """A fresh emulator (manual lifecycle) on a free 127.0.0.1 port, with AWS_* set to its default account."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", DEFAULT_ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", DEFAULT_SECRET_KEY)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with ImportExportEmulator() as emulator:
+        yield emulator

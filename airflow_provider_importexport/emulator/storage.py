@@ -1,0 +1,86 @@
+"""Storage beside the emulator: moto's S3 for buckets, data and logs, and device folders.
+
+Objects are read and written through a real boto3 S3 client against the emulator's own
+endpoint (moto behind it), so content types, metadata and listings behave as S3's API
+says. Only bucket ownership and region, which S3's API does not expose across accounts,
+are read from moto's registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from airflow_provider_importexport.emulator.auth import Account
+
+
+@dataclass(frozen=True)
+class BucketInfo:
+    name: str
+    owner_account_id: str
+    region: str
+
+
+def bucket_info(name: str) -> BucketInfo | None:
+    """Owner account and region of a bucket held by moto, or None when it does not exist."""
+    from moto.s3.models import s3_backends
+
+    located = s3_backends.bucket_accounts.get(name)
+    if located is None:
+        return None
+    partition, account_id = located
+    bucket = s3_backends[account_id][partition].buckets.get(name)
+    if bucket is None:
+        return None
+    return BucketInfo(name, account_id, bucket.region_name)
+
+
+class S3Storage:
+    """S3 clients acting as a given emulator account."""
+
+    def __init__(self, endpoint_url: str, accounts: dict[str, Account]) -> None:
+        self.endpoint_url = endpoint_url
+        self.accounts = accounts  # account id -> account
+        self._lock = threading.Lock()
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 (one storage per emulator; bounded)
+    def client(self, account_id: str) -> Any:
+        account = self.accounts[account_id]
+        with self._lock:
+            return boto3.session.Session().client(
+                "s3",
+                endpoint_url=self.endpoint_url,
+                region_name="us-east-1",
+                aws_access_key_id=account.access_key,
+                aws_secret_access_key=account.secret_key,
+                config=Config(retries={"total_max_attempts": 3, "mode": "standard"}, s3={"addressing_style": "path"}),
+            )
+
+    def put(self, account_id: str, bucket: str, key: str, body: bytes, **extra: Any) -> dict[str, Any]:
+        extra = {k: v for k, v in extra.items() if v}
+        return self.client(account_id).put_object(Bucket=bucket, Key=key, Body=body, **extra)
+
+    def get(self, account_id: str, bucket: str, key: str) -> bytes:
+        return self.client(account_id).get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def keys(self, account_id: str, bucket: str, prefix: str = "") -> list[dict[str, Any]]:
+        """Every object under a prefix, in S3's (binary UTF-8) key order."""
+        paginator = self.client(account_id).get_paginator("list_objects_v2")
+        found: list[dict[str, Any]] = []
+        for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+            found.extend(page.get("Contents", []))
+        return found
+
+    def create_bucket(self, account_id: str, bucket: str, region: str = "us-east-1") -> None:
+        kwargs: dict[str, Any] = {"Bucket": bucket}
+        if region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        client = self.client(account_id)
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+            client.create_bucket(**kwargs)

@@ -1,0 +1,239 @@
+"""Provider exceptions: one class per service error, grouped so DAG authors can catch by kind.
+
+Every exception carries the service's error ``code`` (as sent on the wire, e.g.
+``InvalidJobIdException``), its ``message`` and, when known, the ``job_id``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from airflow.sdk.exceptions import AirflowException
+
+
+class ImportExportError(AirflowException):
+    """Base class of every error raised by this provider."""
+
+    code: ClassVar[str] = ""
+    http_status: ClassVar[int] = 400
+
+    def __init__(self, message: str, *, job_id: str | None = None, code: str | None = None) -> None:
+        self.message = message
+        self.job_id = job_id
+        if code:
+            self.code = code  # type: ignore[misc]
+        prefix = f"[{self.code}] " if self.code else ""
+        suffix = f" (job {job_id})" if job_id else ""
+        super().__init__(f"{prefix}{message}{suffix}")
+
+
+# --- request and authentication --------------------------------------------------------------
+
+
+class RequestError(ImportExportError):
+    """The request itself was wrong (parameters, version, access key)."""
+
+
+class MissingParameterError(RequestError):
+    """A required request parameter is absent."""
+
+    code = "MissingParameterException"
+
+
+class InvalidParameterError(RequestError):
+    """A request parameter has a bad value."""
+
+    code = "InvalidParameterException"
+
+
+class InvalidVersionError(RequestError):
+    """The client tool version (APIVersion) is not accepted."""
+
+    code = "InvalidVersionException"
+
+
+class InvalidAccessKeyIdError(RequestError):
+    """The manifest's accessKeyId differs from the key that signed the request."""
+
+    code = "InvalidAccessKeyIdException"
+
+
+class AuthenticationError(RequestError):
+    """The request was unsigned, signed with an unknown key, or signed wrongly (HTTP 403)."""
+
+    code = "SignatureDoesNotMatch"
+    http_status = 403
+
+
+# --- job state ---------------------------------------------------------------------------------
+
+
+class JobError(ImportExportError):
+    """The job id cannot be used for this call."""
+
+
+class JobNotFoundError(JobError):
+    """The job id is unknown or belongs to another account."""
+
+    code = "InvalidJobIdException"
+
+
+class JobExpiredError(JobError):
+    """The job expired (no device arrived in time) and was purged."""
+
+    code = "ExpiredJobIdException"
+
+
+class JobCanceledError(JobError):
+    """The job was canceled and is no longer valid."""
+
+    code = "CanceledJobIdException"
+
+
+class UnableToCancelJobError(JobError):
+    """The job has started or finished and can no longer be canceled."""
+
+    code = "UnableToCancelJobIdException"
+
+
+class UnableToUpdateJobError(JobError):
+    """The job's data transfer has started; its manifest can no longer be replaced."""
+
+    code = "UnableToUpdateJobIdException"
+
+
+class CreateJobQuotaExceededError(ImportExportError):
+    """The account's daily CreateJob quota is used up."""
+
+    code = "CreateJobQuotaExceededException"
+
+
+# --- manifest and buckets ------------------------------------------------------------------------
+
+
+class ManifestError(ImportExportError):
+    """The manifest was refused, locally or by the service.
+
+    ``problems`` lists every problem found (field, fix, service code); ``code`` is the
+    service code of the first one, which is what the service itself would answer.
+    """
+
+    code = "InvalidManifestFieldException"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        job_id: str | None = None,
+        code: str | None = None,
+        problems: list | None = None,
+    ) -> None:
+        self.problems = list(problems or [])
+        super().__init__(message, job_id=job_id, code=code)
+
+
+class MalformedManifestError(ManifestError):
+    """The manifest is not YAML or not a mapping."""
+
+    code = "MalformedManifestException"
+
+
+class MissingManifestFieldError(ManifestError):
+    """A required manifest field is absent."""
+
+    code = "MissingManifestFieldException"
+
+
+class InvalidManifestFieldError(ManifestError):
+    """A manifest field has a wrong type, unknown value or is too long."""
+
+    code = "InvalidManifestFieldException"
+
+
+class InvalidAddressError(ManifestError):
+    """The return (or label) address is invalid."""
+
+    code = "InvalidAddressException"
+
+
+class MissingCustomsError(ManifestError):
+    """The device crosses a border but the manifest has no customs block."""
+
+    code = "MissingCustomsException"
+
+
+class InvalidCustomsError(ManifestError):
+    """The customs block is invalid."""
+
+    code = "InvalidCustomsException"
+
+
+class InvalidFileSystemError(ManifestError):
+    """The export file system is not supported."""
+
+    code = "InvalidFileSystemException"
+
+
+class MultipleRegionsError(ManifestError):
+    """The manifest names buckets in more than one region."""
+
+    code = "MultipleRegionsException"
+
+
+class BucketError(ImportExportError):
+    """A bucket named in the manifest cannot be used."""
+
+
+class NoSuchBucketError(BucketError):
+    """A bucket named in the manifest does not exist."""
+
+    code = "NoSuchBucketException"
+
+
+class BucketPermissionError(BucketError):
+    """The account lacks the needed permission on a bucket."""
+
+    code = "BucketPermissionException"
+
+
+# --- outcomes seen by sensors and operators -------------------------------------------------------
+
+
+class ServiceUnavailableError(ImportExportError):
+    """Throttling, HTTP 5xx or connection errors persisted past the retry policy."""
+
+    code = "ServiceUnavailable"
+
+
+class JobFailedError(ImportExportError):
+    """The job reached a failing ProgressCode (or could no longer be waited for)."""
+
+    code = "JobFailed"
+
+
+class WaitTimeoutError(ImportExportError):
+    """The wait for a job ran out of time or attempts."""
+
+    code = "WaitTimeout"
+
+
+def _all_subclasses(cls: type[ImportExportError]) -> list[type[ImportExportError]]:
+    found = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+#: Service error code -> provider exception class (the codes botocore raises).
+ERRORS_BY_CODE: dict[str, type[ImportExportError]] = {
+    cls.code: cls
+    for cls in _all_subclasses(ImportExportError)
+    if cls.code.endswith("Exception") and "code" in cls.__dict__
+}
+
+
+def error_for_code(code: str, message: str, *, job_id: str | None = None) -> ImportExportError:
+    """Build the provider exception for a service error code (unknown codes get the base class)."""
+    cls = ERRORS_BY_CODE.get(code, ImportExportError)
+    return cls(message, job_id=job_id, code=code)

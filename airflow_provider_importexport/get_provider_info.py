@@ -1,0 +1,26 @@
+"""Provider metadata read by Airflow's ProvidersManager through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+INTEGRATION = "AWS Import/Export"
+PACKAGE = "airflow_provider_importexport"
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-importexport",
+        "name": "AWS Import/Export",
+        "description": "Ship disks into and out of Amazon S3, EBS and Glacier with AWS Import/Export: "
+        "create, update and cancel jobs, fetch shipping labels, and wait for devices and transfers.",
+        "versions": ["0.1.0"],
+        "integrations": [
+            {
+                "integration-name": INTEGRATION,
+                "external-doc-url": "https://docs.aws.amazon.com/AWSImportExport/latest/DG/whatisdisk.html",
+                "tags": ["aws"],
+            }
+        ],
+        "hooks": [{"integration-name": INTEGRATION, "python-modules": [f"{PACKAGE}.hooks.importexport"]}],
+    }

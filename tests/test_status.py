@@ -1,0 +1,49 @@
+"""The one status table: every documented code is there and classified."""
+
+from __future__ import annotations
+
+from airflow_provider_importexport.status import (
+    PROCESSING_FAILURES,
+    PROGRESS,
+    LocationCode,
+    Outcome,
+    ProgressCode,
+    is_terminal,
+    progress_info,
+)
+
+DOCUMENTED_PROGRESS = {
+    "Pending", "InProgress", "Complete", "SuccessWithErrors", "Canceled", "Expired", "DeviceError",
+    "InvalidSignature", "MissingSignature", "MissingDevice", "UnsupportedDeviceType", "UnsupportedFileFormat",
+    "UnsupportedPowerSupply", "Success", "Started",
+}  # fmt: skip
+
+
+def test_every_documented_code_is_classified() -> None:
+    assert {c.value for c in ProgressCode} == DOCUMENTED_PROGRESS
+    assert set(PROGRESS) == set(ProgressCode)
+    assert {c.value for c in LocationCode} == {"NotReceived", "AtAWS", "Returned"}
+
+
+def test_classes() -> None:
+    assert progress_info("Complete").outcome is progress_info("Success").outcome is Outcome.SUCCESS
+    assert progress_info("SuccessWithErrors").outcome is Outcome.SUCCESS_WITH_ERRORS
+    assert progress_info("Canceled").outcome is Outcome.CANCELED
+    for code in ("Pending", "Started", "InProgress"):
+        assert not is_terminal(code)
+    for code in DOCUMENTED_PROGRESS - {"Pending", "Started", "InProgress"}:
+        assert is_terminal(code)
+    failures = {c.value for c in PROCESSING_FAILURES}
+    assert "DeviceError" in failures and "Expired" not in failures and "Complete" not in failures
+
+
+def test_unknown_codes_keep_a_poller_waiting_and_are_named() -> None:
+    info = progress_info("Recalibrating")
+    assert not info.terminal
+    assert "Recalibrating" in info.message
+
+
+def test_failures_say_what_to_do() -> None:
+    for code, info in PROGRESS.items():
+        if info.outcome in (Outcome.FAILURE, Outcome.SUCCESS_WITH_ERRORS):
+            assert info.advice, code
