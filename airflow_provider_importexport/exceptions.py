@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 
 class ImportExportError(AirflowException):
@@ -27,10 +27,14 @@ class ImportExportError(AirflowException):
         super().__init__(f"{prefix}{message}{suffix}")
 
 
+class NonRetryableError(ImportExportError, AirflowFailException):
+    """Retrying the task cannot help (bad input, wrong state, a failed job): Airflow fails it at once."""
+
+
 # --- request and authentication --------------------------------------------------------------
 
 
-class RequestError(ImportExportError):
+class RequestError(NonRetryableError):
     """The request itself was wrong (parameters, version, access key)."""
 
 
@@ -68,7 +72,7 @@ class AuthenticationError(RequestError):
 # --- job state ---------------------------------------------------------------------------------
 
 
-class JobError(ImportExportError):
+class JobError(NonRetryableError):
     """The job id cannot be used for this call."""
 
 
@@ -102,7 +106,7 @@ class UnableToUpdateJobError(JobError):
     code = "UnableToUpdateJobIdException"
 
 
-class CreateJobQuotaExceededError(ImportExportError):
+class CreateJobQuotaExceededError(NonRetryableError):
     """The account's daily CreateJob quota is used up."""
 
     code = "CreateJobQuotaExceededException"
@@ -111,7 +115,7 @@ class CreateJobQuotaExceededError(ImportExportError):
 # --- manifest and buckets ------------------------------------------------------------------------
 
 
-class ManifestError(ImportExportError):
+class ManifestError(NonRetryableError):
     """The manifest was refused, locally or by the service.
 
     ``problems`` lists every problem found (field, fix, service code); ``code`` is the
@@ -180,7 +184,7 @@ class MultipleRegionsError(ManifestError):
     code = "MultipleRegionsException"
 
 
-class BucketError(ImportExportError):
+class BucketError(NonRetryableError):
     """A bucket named in the manifest cannot be used."""
 
 
@@ -205,7 +209,7 @@ class ServiceUnavailableError(ImportExportError):
     code = "ServiceUnavailable"
 
 
-class JobFailedError(ImportExportError):
+class JobFailedError(NonRetryableError):
     """The job reached a failing ProgressCode (or could no longer be waited for)."""
 
     code = "JobFailed"

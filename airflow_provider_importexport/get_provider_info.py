@@ -23,4 +23,11 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": INTEGRATION, "python-modules": [f"{PACKAGE}.hooks.importexport"]}],
+        "operators": [{"integration-name": INTEGRATION, "python-modules": [f"{PACKAGE}.operators.importexport"]}],
+        "sensors": [{"integration-name": INTEGRATION, "python-modules": [f"{PACKAGE}.sensors.importexport"]}],
+        "triggers": [{"integration-name": INTEGRATION, "python-modules": [f"{PACKAGE}.triggers.importexport"]}],
+        "extra-links": [
+            f"{PACKAGE}.links.importexport.ImportExportShippingLabelLink",
+            f"{PACKAGE}.links.importexport.ImportExportLogLink",
+        ],
     }

@@ -111,7 +111,8 @@ def spec(
         return field(default_factory=list, metadata=meta)
     if kind == "strmap":
         return field(default_factory=dict, metadata=meta)
-    return field(default=default, metadata=meta)
+    # Secrets stay out of repr(), which is what logs and rendered template fields show.
+    return field(default=default, metadata=meta, repr=not secret)
 
 
 class _Section:

@@ -148,3 +148,94 @@ def progress_info(code: str) -> ProgressInfo:
 def is_terminal(code: str) -> bool:
     """Whether the ProgressCode ends the data transfer."""
     return progress_info(code).terminal
+
+
+# --- waiting on a job -----------------------------------------------------------------------------
+
+
+class WaitFor(str, enum.Enum):
+    """What a sensor waits for."""
+
+    ARRIVAL = "arrival"  # the device reached AWS (LocationCode AtAWS)
+    COMPLETION = "completion"  # the transfer ended (a terminal ProgressCode)
+    RETURN = "return"  # the device was shipped back (LocationCode Returned)
+
+
+class SuccessWithErrorsPolicy(str, enum.Enum):
+    """What a finished job with failed files means for the waiting task."""
+
+    SUCCEED = "succeed"
+    WARN = "warn"
+    FAIL = "fail"
+
+
+#: GetStatus members a waiting task hands on (never CurrentManifest: it holds the secrets).
+STATUS_KEYS = (
+    "JobId", "JobType", "LocationCode", "LocationMessage", "ProgressCode", "ProgressMessage",
+    "ErrorCount", "Carrier", "TrackingNumber", "LogBucket", "LogKey",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether the wait is over and how it ended: ``state`` is waiting, success, warning or failure."""
+
+    state: str
+    message: str
+
+    @property
+    def done(self) -> bool:
+        return self.state != "waiting"
+
+
+def public_status(status: dict) -> dict:
+    """The status members safe to log and push to XCom."""
+    return {key: status.get(key) for key in STATUS_KEYS if status.get(key) is not None}
+
+
+def evaluate_wait(
+    status: dict,
+    wait_for: WaitFor | str,
+    on_success_with_errors: SuccessWithErrorsPolicy | str = SuccessWithErrorsPolicy.WARN,
+) -> Verdict:
+    """Decide a wait from one GetStatus answer; sensor and trigger both ask this function."""
+    wait_for = WaitFor(wait_for)
+    policy = SuccessWithErrorsPolicy(on_success_with_errors)
+    job = status.get("JobId", "?")
+    location = status.get("LocationCode", "")
+    progress = status.get("ProgressCode", "")
+    info = progress_info(progress)
+    where = f"job {job} is LocationCode {location}, ProgressCode {progress}"
+    failed = info.outcome in (Outcome.CANCELED, Outcome.FAILURE)
+    never_arrives = location == LocationCode.NOT_RECEIVED.value
+    if failed and (wait_for is WaitFor.COMPLETION or never_arrives):
+        return Verdict("failure", _failure_message(status, info, where))
+    reached = {
+        WaitFor.ARRIVAL: location in (LocationCode.AT_AWS.value, LocationCode.RETURNED.value),
+        WaitFor.COMPLETION: info.terminal,
+        WaitFor.RETURN: location == LocationCode.RETURNED.value,
+    }[wait_for]
+    if not reached:
+        return Verdict("waiting", f"Waiting for {wait_for.value}: {where}.")
+    if wait_for is WaitFor.ARRIVAL:
+        return Verdict("success", f"The device of job {job} has arrived: {where}.")
+    if failed:
+        # Failed devices are still shipped back; waiting for the return ends with the failure.
+        return Verdict("failure", _failure_message(status, info, where))
+    if info.outcome is Outcome.SUCCESS_WITH_ERRORS:
+        message = (
+            f"Job {job} finished with {status.get('ErrorCount', '?')} failed file(s); "
+            f"see s3://{status.get('LogBucket')}/{status.get('LogKey')}. {info.advice}"
+        )
+        state = {"succeed": "success", "warn": "warning", "fail": "failure"}[policy.value]
+        return Verdict(state, message)
+    return Verdict("success", f"Done waiting for {wait_for.value}: {where}.")
+
+
+def _failure_message(status: dict, info: ProgressInfo, where: str) -> str:
+    text = status.get("ProgressMessage") or info.message
+    tail = f" Next: {info.advice}" if info.advice else ""
+    returned = ""
+    if status.get("TrackingNumber"):
+        returned = f" The device was returned by {status.get('Carrier')}, tracking {status['TrackingNumber']}."
+    return f"AWS Import/Export {where}: {text}{returned}{tail}"

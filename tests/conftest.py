@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -10,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 # Before anything imports boto3 or Airflow: no real credentials, config or AWS endpoint can leak in.
-_HOME = tempfile.mkdtemp(prefix="importexport-tests-")
+_HOME = os.environ.get("IMPORTEXPORT_TESTS_HOME") or tempfile.mkdtemp(prefix="importexport-tests-")
 os.environ.update(
     {
         "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
@@ -19,6 +18,7 @@ os.environ.update(
         "AWS_CONFIG_FILE": os.devnull,
         "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         "AWS_EC2_METADATA_DISABLED": "true",
+        "IMPORTEXPORT_TESTS_HOME": _HOME,
         "AIRFLOW_HOME": _HOME,
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": os.path.join(_HOME, "dags"),
@@ -30,64 +30,9 @@ os.environ.pop("AWS_PROFILE", None)
 import pytest  # noqa: E402
 
 from airflow_provider_importexport.emulator import (  # noqa: E402
-    DEFAULT_ACCESS_KEY,
-    DEFAULT_SECRET_KEY,
     ImportExportEmulator,
 )
-from airflow_provider_importexport.manifest import (  # noqa: E402
-    ExportOperation,
-    ReturnAddress,
-    S3ExportManifest,
-    S3ImportManifest,
-)
-
-#: Fast retries for tests that inject faults; the policy's shape is what is under test.
-FAST_RETRIES = {"initial_delay": 0.01, "max_delay": 0.05, "jitter": 0.01, "max_attempts": 4, "total_timeout": 10}
-
-
-def address(**overrides: Any) -> ReturnAddress:
-    fields = {
-        "name": "Jane Doe",
-        "company": "Example Corp",
-        "street1": "1 Main Street",
-        "city": "Seattle",
-        "state_or_province": "WA",
-        "postal_code": "98101",
-        "country": "USA",
-        "phone_number": "206-555-0100",
-    }
-    fields.update(overrides)
-    return ReturnAddress(**fields)
-
-
-def import_manifest(bucket: str, **overrides: Any) -> S3ImportManifest:
-    fields: dict[str, Any] = {"device_id": "disk-001", "bucket": bucket, "return_address": address()}
-    fields.update(overrides)
-    return S3ImportManifest(**fields)
-
-
-def export_manifest(bucket: str, log_bucket: str, **overrides: Any) -> S3ExportManifest:
-    fields: dict[str, Any] = {
-        "device_id": "disk-002",
-        "file_system": "NTFS",
-        "operations": [ExportOperation(export_bucket=bucket)],
-        "log_bucket": log_bucket,
-        "true_crypt_password": "s3cr3t-Passw0rd",
-        "return_address": address(),
-    }
-    fields.update(overrides)
-    return S3ExportManifest(**fields)
-
-
-def connection_json(endpoint_url: str, **extra: Any) -> str:
-    return json.dumps(
-        {
-            "conn_type": "aws",
-            "login": DEFAULT_ACCESS_KEY,
-            "password": DEFAULT_SECRET_KEY,
-            "extra": {"endpoint_url": endpoint_url, "region_name": "us-east-1", **extra},
-        }
-    )
+from tests.helpers import FAST_RETRIES, connection_json  # noqa: E402
 
 
 @pytest.fixture
@@ -144,3 +89,90 @@ def device_dir(tmp_path: Path) -> Path:
     path = tmp_path / "device"
     path.mkdir()
     return path
+
+
+# --- real Airflow task execution ------------------------------------------------------------------
+
+DAGS_FOLDER = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """A migrated metadata DB (SQLite in the session's AIRFLOW_HOME)."""
+    import subprocess
+    import sys
+
+    DAGS_FOLDER.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, timeout=300)
+
+
+class DagResult:
+    """What a dag.test() run left in the metadata DB."""
+
+    def __init__(self, dag_run: Any) -> None:
+        self.dag_run = dag_run
+        self.run_id = dag_run.run_id
+        self.dag_id = dag_run.dag_id
+
+    def ti(self, task_id: str) -> Any:
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.settings import Session
+        from sqlalchemy import select
+
+        with Session() as session:
+            return session.scalars(
+                select(TaskInstance).where(
+                    TaskInstance.dag_id == self.dag_id,
+                    TaskInstance.run_id == self.run_id,
+                    TaskInstance.task_id == task_id,
+                )
+            ).one()
+
+    def state(self, task_id: str) -> str:
+        return str(self.ti(task_id).state)
+
+    def xcom(self, task_id: str, key: str = "return_value") -> Any:
+        from airflow.models.xcom import XComModel
+        from airflow.settings import Session
+
+        with Session() as session:
+            row = session.scalars(
+                XComModel.get_many(run_id=self.run_id, key=key, task_ids=task_id, dag_ids=self.dag_id)
+            ).first()
+            return None if row is None else XComModel.deserialize_value(row)
+
+    def xcoms(self, task_id: str) -> dict[str, Any]:
+        from airflow.models.xcom import XComModel
+        from airflow.settings import Session
+
+        with Session() as session:
+            rows = session.scalars(XComModel.get_many(run_id=self.run_id, task_ids=task_id, dag_ids=self.dag_id)).all()
+            return {row.key: XComModel.deserialize_value(row) for row in rows}
+
+    def rendered(self, task_id: str) -> dict[str, Any]:
+        from airflow.models.renderedtifields import RenderedTaskInstanceFields
+
+        return RenderedTaskInstanceFields.get_templated_fields(self.ti(task_id)) or {}
+
+
+_dag_counter = iter(range(1_000_000))
+
+
+@pytest.fixture
+def run_dag(airflow_db: None, aws_conn: str) -> Callable[..., DagResult]:
+    """Write a DAG file into the dags folder and run it with ``dag.test()`` (triggers run inline)."""
+    import importlib.util
+    import string
+
+    def run(source: str, **values: Any) -> DagResult:
+        dag_id = f"test_dag_{os.getpid()}_{next(_dag_counter)}"
+        text = string.Template(source).substitute(dag_id=dag_id, **{k: str(v) for k, v in values.items()})
+        path = DAGS_FOLDER / f"{dag_id}.py"
+        path.write_text(text)
+        spec = importlib.util.spec_from_file_location(dag_id, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return DagResult(module.dag.test())
+
+    return run

@@ -29,7 +29,7 @@ from airflow_provider_importexport.emulator import (
     Account,
     ImportExportEmulator,
 )
-from tests.conftest import import_manifest
+from tests.helpers import import_manifest
 
 OTHER = Account("AKIAOTHERACCOUNT0001", "other-secret", "210987654321")
 

@@ -13,7 +13,7 @@ from botocore.loaders import create_loader
 from airflow_provider_importexport import exceptions as exc
 from airflow_provider_importexport.emulator import ImportExportEmulator
 from airflow_provider_importexport.hooks.importexport import ImportExportHook, RetryPolicy
-from tests.conftest import FAST_RETRIES, address, connection_json, export_manifest, import_manifest
+from tests.helpers import FAST_RETRIES, address, connection_json, export_manifest, import_manifest
 
 
 @pytest.fixture

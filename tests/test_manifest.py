@@ -26,7 +26,7 @@ from airflow_provider_importexport.manifest import (
     redact_manifest_text,
     secret_values_in_text,
 )
-from tests.conftest import address, export_manifest, import_manifest
+from tests.helpers import address, export_manifest, import_manifest
 
 CUSTOMS = Customs(
     data_description="Scanned archive photos",

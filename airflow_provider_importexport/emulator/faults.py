@@ -51,6 +51,10 @@ FAULTS = {
     "error_500": ("InternalFailure", 500, "The request processing has failed because of an unknown error."),
     "error_503": ("ServiceUnavailable", 503, "The service is unavailable. Please try again shortly."),
 }
+#: Faults that strike after the request was carried out (the client never learns it was):
+#: for testing callers that must not repeat a non-idempotent call.
+AFTER_FAULTS = {"error_500_after": "error_500", "drop_after": "drop"}
+QUEUEABLE = (*FAULTS, "drop", *AFTER_FAULTS)
 
 
 class FaultInjector:
@@ -69,9 +73,9 @@ class FaultInjector:
             self.counts = dict.fromkeys((*FAULTS, "drop", "none"), 0)
 
     def queue(self, *faults: str) -> None:
-        unknown = [f for f in faults if f not in (*FAULTS, "drop")]
+        unknown = [f for f in faults if f not in QUEUEABLE]
         if unknown:
-            raise ValueError(f"unknown fault(s) {unknown}; use {sorted((*FAULTS, 'drop'))}")
+            raise ValueError(f"unknown fault(s) {unknown}; use {sorted(QUEUEABLE)}")
         with self._lock:
             self.queued.extend(faults)
 

@@ -26,7 +26,7 @@ from airflow_provider_importexport.emulator import protocol
 from airflow_provider_importexport.emulator.admin import AdminApp
 from airflow_provider_importexport.emulator.auth import DEFAULT_ACCOUNT, Account, Authenticator, SignedRequest
 from airflow_provider_importexport.emulator.backend import BackendConfig, ImportExportBackend, LifecycleProfile
-from airflow_provider_importexport.emulator.faults import FAULTS, FaultConfig, FaultInjector
+from airflow_provider_importexport.emulator.faults import AFTER_FAULTS, FAULTS, FaultConfig, FaultInjector
 from airflow_provider_importexport.emulator.state import CancelRule
 from airflow_provider_importexport.emulator.storage import S3Storage
 
@@ -125,12 +125,18 @@ class EmulatorApp:
         fault = self.faults.draw()
         if self.faults.config.latency_ms:
             time.sleep(self.faults.config.latency_ms / 1000)
+        if fault in AFTER_FAULTS:
+            self._answer_safely(environ)
+            fault = AFTER_FAULTS[fault]
         if fault == "drop":
             _drop(environ)
             return None
         if fault is not None:
             code, status, message = FAULTS[fault]
             return protocol.error(code, message, status=status)
+        return self._answer_safely(environ)
+
+    def _answer_safely(self, environ: dict[str, Any]) -> protocol.Response:
         try:
             return self._answer(environ)
         except exc.ImportExportError as err:

@@ -20,6 +20,7 @@ from botocore.exceptions import (
 
 from airflow_provider_importexport import exceptions as exc
 from airflow_provider_importexport.manifest import Manifest, ManifestLike, ReturnAddress, parse_manifest
+from airflow_provider_importexport.status import LocationCode, ProgressCode
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -258,6 +259,13 @@ class ImportExportHook(AwsBaseHook):
         """GetStatus: location, progress, log location, signature and current manifest (with secrets)."""
         return self._call("get_status", job_id=job_id, JobId=job_id)
 
+    def get_status_or_ended(self, job_id: str) -> dict[str, Any]:
+        """GetStatus, with CanceledJobId/ExpiredJobId answered as the matching ProgressCode."""
+        try:
+            return self.get_status(job_id)
+        except (exc.JobCanceledError, exc.JobExpiredError) as error:
+            return ended_job_status(job_id, error)
+
     def list_jobs_page(self, *, max_jobs: int | None = None, marker: str | None = None) -> dict[str, Any]:
         """One ListJobs page: ``Jobs`` (newest first) and ``IsTruncated``."""
         params: dict[str, Any] = {}
@@ -323,3 +331,19 @@ def label_address_params(address: ReturnAddress | dict[str, Any] | None) -> dict
             raise ValueError(f"Unknown address field(s) {unknown}; use {sorted(keys)}.")
         address = ReturnAddress(**{keys.get(k, k): v for k, v in address.items() if v is not None})
     return {str(k): str(v) for k, v in address.to_dict().items()}
+
+
+def ended_job_status(job_id: str, error: exc.ImportExportError) -> dict[str, Any]:
+    """CanceledJobId / ExpiredJobId from GetStatus mean the same as those ProgressCodes."""
+    if isinstance(error, exc.JobCanceledError):
+        code = ProgressCode.CANCELED
+    elif isinstance(error, exc.JobExpiredError):
+        code = ProgressCode.EXPIRED
+    else:
+        raise error
+    return {
+        "JobId": job_id,
+        "LocationCode": LocationCode.NOT_RECEIVED.value,
+        "ProgressCode": code.value,
+        "ProgressMessage": error.message,
+    }

@@ -1,25 +1,27 @@
 """pytest fixtures for testing DAGs and code against the emulator.
 
-Enable with ``pytest -p airflow_provider_importexport.emulator.pytest_plugin`` or by listing
+Enable with ``pytest -p airflow_provider_importexport.pytest_plugin`` or by listing
 it in ``pytest_plugins``. Fixtures set fake credentials in the environment, never real ones.
+Nothing is imported until a fixture is used, so a ``conftest.py`` can still set
+``AIRFLOW_HOME`` and friends before Airflow loads its configuration.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from airflow_provider_importexport.emulator import (
-    DEFAULT_ACCESS_KEY,
-    DEFAULT_SECRET_KEY,
-    ImportExportEmulator,
-)
+if TYPE_CHECKING:
+    from airflow_provider_importexport.emulator import ImportExportEmulator
 
 
 @pytest.fixture
 def importexport_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[ImportExportEmulator]:
     """A fresh emulator (manual lifecycle) on a free 127.0.0.1 port, with AWS_* set to its default account."""
+    from airflow_provider_importexport.emulator import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, ImportExportEmulator
+
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", DEFAULT_ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", DEFAULT_SECRET_KEY)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")

@@ -1,0 +1,418 @@
+"""Operators that create, update and cancel AWS Import/Export jobs and fetch shipping labels."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import tempfile
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
+from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
+from airflow.sdk.bases.resumablejobmixin import ResumableJobMixin
+
+from airflow_provider_importexport import exceptions as exc
+from airflow_provider_importexport.hooks.importexport import ImportExportHook, label_address_params
+from airflow_provider_importexport.links.importexport import ImportExportLogLink, ImportExportShippingLabelLink
+from airflow_provider_importexport.manifest import Manifest, ManifestLike, ReturnAddress, load_manifest
+from airflow_provider_importexport.masking import register_manifest_secrets
+from airflow_provider_importexport.status import ProgressCode, progress_info
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+JOB_TYPES = ("Import", "Export")
+#: Prefix of the marker the create operator writes into a manifest's ``generator`` field.
+MARKER_PREFIX = "airflow-importexport:"
+#: How far back (by CreationDate) to look for a job a previous attempt created.
+ADOPTION_SCAN_LIMIT = 200
+
+
+def _check_job_type(job_type: str) -> None:
+    if job_type not in JOB_TYPES:
+        raise exc.InvalidParameterError(
+            f"job_type must be 'Import' or 'Export', got {job_type!r}; fix the operator's job_type argument."
+        )
+
+
+def _validated(manifest: ManifestLike, job_type: str) -> Manifest:
+    """Local validation before any call: every problem, each naming the field and the fix."""
+    register_manifest_secrets(manifest)
+    model = load_manifest(manifest, job_type=job_type)
+    register_manifest_secrets(model)
+    return model
+
+
+def _state_message(hook: ImportExportHook, job_id: str, doing: str, allowed: str) -> str:
+    try:
+        status = hook.get_status(job_id)
+        state = f"LocationCode {status['LocationCode']}, ProgressCode {status['ProgressCode']}"
+    except exc.ImportExportError as err:
+        state = f"state unknown ({err.code})"
+    return f"Cannot {doing} job {job_id}: it is {state}; {allowed}."
+
+
+class _ManifestOperator(AwsBaseOperator[ImportExportHook]):
+    """Shared by create and update: secrets in the manifest are masked from the moment it renders."""
+
+    aws_hook_class = ImportExportHook
+    template_fields_renderers = {"manifest": "yaml"}
+    manifest: ManifestLike
+
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        super().render_template_fields(context, jinja_env)
+        # Rendered fields are sent to the UI right after rendering: register secrets first.
+        register_manifest_secrets(self.manifest)
+
+
+class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
+    """Create an AWS Import/Export job (one job = one device) and return its JobId.
+
+    Never creates a second job for the same task run: a retried attempt first adopts the
+    job an earlier attempt created, found through Airflow's task state store or, if that
+    is lost, through a marker this operator writes into the manifest's ``generator``
+    field and finds again with ListJobs and GetStatus.
+
+    .. seealso:: README, "Migrate data in"
+
+    :param manifest: the manifest as a model, a dict or YAML text (templated; secrets are masked)
+    :param job_type: ``Import`` or ``Export`` (templated; default: Import)
+    :param validate_only: only ask the service to validate; nothing is created (default: False)
+    :param signature_path: where to write the SIGNATURE file: a device's root folder or a file
+        path (templated). Written atomically, never half-written.
+    :param manifest_addendum: the service's ManifestAddendum (internal use; templated)
+    :param cancel_on_kill: cancel the job when a user kills the task before the job started (default: True)
+    :param aws_conn_id: The Airflow connection used for AWS credentials (default: aws_default).
+    :param region_name: AWS region name; if not specified, the connection's region is used.
+    :param verify: Whether or not to verify SSL certificates.
+    :param botocore_config: Configuration dictionary (key-values) for botocore client.
+    """
+
+    template_fields: Sequence[str] = aws_template_fields("manifest", "job_type", "signature_path", "manifest_addendum")
+    operator_extra_links = (ImportExportLogLink(),)
+    external_id_key = "importexport_job_id"
+
+    def __init__(
+        self,
+        *,
+        manifest: ManifestLike,
+        job_type: str = "Import",
+        validate_only: bool = False,
+        signature_path: str | None = None,
+        manifest_addendum: str | None = None,
+        cancel_on_kill: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.manifest = manifest
+        self.job_type = job_type
+        self.validate_only = validate_only
+        self.signature_path = signature_path
+        self.manifest_addendum = manifest_addendum
+        self.cancel_on_kill = cancel_on_kill
+        self.job_id: str | None = None
+        self._created: dict[str, Any] = {}
+        self._result: str | None = None
+
+    def execute(self, context: Context) -> Any:
+        _check_job_type(self.job_type)
+        model = _validated(self.manifest, self.job_type)
+        if self.validate_only:
+            return self._dry_run(model)
+        self._model = dataclasses.replace(model, generator=self._generator(model, context))
+        return self.execute_resumable(context)
+
+    def _dry_run(self, model: Manifest) -> dict[str, Any]:
+        verdict = self.hook.create_job(self.job_type, model, validate_only=True)
+        self._log_warning(verdict)
+        self.log.info("Manifest accepted by the service (ValidateOnly); no job was created.")
+        return {"valid": True, "WarningMessage": verdict.get("WarningMessage")}
+
+    # --- duplicate guard -------------------------------------------------------------------
+
+    @staticmethod
+    def marker(context: Context) -> str:
+        """A stable token for this task run (same across retries, different across runs)."""
+        ti = context["ti"]
+        identity = f"{ti.dag_id}/{ti.task_id}/{ti.run_id}/{ti.map_index}"
+        return MARKER_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:20]
+
+    def _generator(self, model: Manifest, context: Context) -> str:
+        mark = self.marker(context)
+        base = (model.generator or "").replace(mark, "").strip()
+        return f"{base} {mark}".strip()
+
+    def submit_job(self, context: Context) -> str:
+        adopted = self.find_job_of_this_run(context)
+        if adopted:
+            self.log.warning(
+                "Adopting job %s created by an earlier attempt of this task run; not creating another.", adopted
+            )
+            self.job_id = adopted
+            return adopted
+        created = self.hook.create_job(self.job_type, self._model, manifest_addendum=self.manifest_addendum)
+        self._created = created
+        self.job_id = created["JobId"]
+        self.log.info("Created %s job %s.", self.job_type, self.job_id)
+        return created["JobId"]
+
+    def find_job_of_this_run(self, context: Context) -> str | None:
+        """A live job whose manifest carries this task run's marker, newest first."""
+        mark = self.marker(context)
+        for scanned, job in enumerate(self.hook.list_jobs()):
+            if scanned >= ADOPTION_SCAN_LIMIT:
+                break
+            if job.get("IsCanceled"):
+                continue
+            try:
+                status = self.hook.get_status(job["JobId"])
+            except (exc.JobNotFoundError, exc.JobExpiredError, exc.JobCanceledError):
+                continue
+            if mark in status.get("CurrentManifest", "") and self._adoptable(status["ProgressCode"]):
+                return str(job["JobId"])
+        return None
+
+    @staticmethod
+    def _adoptable(progress: str) -> bool:
+        outcome = progress_info(progress).outcome.value
+        return outcome in ("active", "success", "success_with_errors")
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        try:
+            return str(self.hook.get_status(str(external_id))["ProgressCode"])
+        except exc.JobCanceledError:
+            return ProgressCode.CANCELED.value
+        except (exc.JobNotFoundError, exc.JobExpiredError):
+            return ProgressCode.EXPIRED.value
+
+    def is_job_active(self, status: str) -> bool:
+        return not progress_info(status).terminal
+
+    def is_job_succeeded(self, status: str) -> bool:
+        return self._adoptable(status) and progress_info(status).terminal
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> Any:
+        """Creating a job does not wait for the device: waiting is the sensor's work."""
+        return self.get_job_result(external_id, context)
+
+    def get_job_result(self, external_id: Any, context: Context) -> str:
+        job_id = str(external_id)
+        if self._result == job_id:
+            return job_id
+        self.job_id = job_id
+        details = self._created if self._created.get("JobId") == job_id else self.hook.get_status(job_id)
+        self._log_warning(details)
+        for key in ("Signature", "SignatureFileContents", "ArtifactList", "WarningMessage"):
+            context["ti"].xcom_push(key=key, value=details.get(key))
+        context["ti"].xcom_push(key="JobId", value=job_id)
+        self._persist_log_link(context, job_id)
+        if self.signature_path and details.get("SignatureFileContents"):
+            path = write_signature_file(self.signature_path, details["SignatureFileContents"])
+            self.log.info("Wrote the SIGNATURE file for job %s to %s.", job_id, path)
+        self._result = job_id
+        return job_id
+
+    def _persist_log_link(self, context: Context, job_id: str) -> None:
+        """Where the job's log will be: known from the manifest and the job id at creation."""
+        ImportExportLogLink.persist(
+            context=context,
+            operator=self,
+            region_name=self.hook.user_region,
+            aws_partition="aws",
+            log_bucket=self._model.effective_log_bucket,
+            log_key=self._model.log_key(job_id),
+        )
+
+    def _log_warning(self, details: dict[str, Any]) -> None:
+        if details.get("WarningMessage"):
+            self.log.warning("AWS Import/Export: %s", details["WarningMessage"])
+
+    def on_kill(self) -> None:
+        if not (self.cancel_on_kill and self.job_id):
+            return
+        try:
+            self.hook.cancel_job(self.job_id)
+            self.log.warning("Task killed: canceled job %s, which had not started.", self.job_id)
+        except exc.ImportExportError as err:
+            self.log.warning("Task killed: job %s was not canceled (%s).", self.job_id, err)
+
+
+def write_signature_file(path: str, contents: str) -> Path:
+    """Write SIGNATURE atomically: a temporary file in the same folder, flushed, then renamed."""
+    target = Path(path)
+    if target.is_dir():
+        target = target / "SIGNATURE"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=target.parent, prefix=".SIGNATURE.", delete=False, encoding="utf-8"
+    ) as handle:
+        try:
+            handle.write(contents)
+            handle.flush()
+            os.fsync(handle.fileno())
+        except BaseException:
+            Path(handle.name).unlink(missing_ok=True)
+            raise
+    try:
+        os.replace(handle.name, target)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+    return target
+
+
+class ImportExportUpdateJobOperator(_ManifestOperator):
+    """Replace the whole manifest of a job whose data transfer has not started.
+
+    :param job_id: the job to update (templated)
+    :param manifest: the new manifest as a model, a dict or YAML text (templated; secrets are masked)
+    :param job_type: ``Import`` or ``Export`` (templated; default: Import)
+    :param validate_only: only ask the service to validate the new manifest (default: False)
+    """
+
+    template_fields: Sequence[str] = aws_template_fields("job_id", "manifest", "job_type")
+
+    def __init__(
+        self,
+        *,
+        job_id: str,
+        manifest: ManifestLike,
+        job_type: str = "Import",
+        validate_only: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.job_id = job_id
+        self.manifest = manifest
+        self.job_type = job_type
+        self.validate_only = validate_only
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        _check_job_type(self.job_type)
+        if not self.job_id:
+            raise exc.InvalidParameterError("job_id is empty; pass the JobId returned by the create task.")
+        model = _validated(self.manifest, self.job_type)
+        try:
+            result = self.hook.update_job(self.job_id, self.job_type, model, validate_only=self.validate_only)
+        except exc.UnableToUpdateJobError as err:
+            message = _state_message(
+                self.hook, self.job_id, "update", "a manifest can only be replaced before the transfer starts"
+            )
+            raise exc.UnableToUpdateJobError(message, job_id=self.job_id) from err
+        if result.get("WarningMessage"):
+            self.log.warning("AWS Import/Export: %s", result["WarningMessage"])
+        self.log.info("%s job %s's manifest.", "Validated" if self.validate_only else "Replaced", self.job_id)
+        return result
+
+
+class ImportExportCancelJobOperator(AwsBaseOperator[ImportExportHook]):
+    """Cancel a job that has not started.
+
+    :param job_id: the job to cancel (templated)
+    :param ignore_already_canceled: treat "already canceled" as success, so a cleanup task
+        can be re-run safely (default: False)
+    """
+
+    aws_hook_class = ImportExportHook
+    template_fields: Sequence[str] = aws_template_fields("job_id")
+
+    def __init__(self, *, job_id: str, ignore_already_canceled: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.job_id = job_id
+        self.ignore_already_canceled = ignore_already_canceled
+
+    def execute(self, context: Context) -> bool:
+        if not self.job_id:
+            raise exc.InvalidParameterError("job_id is empty; pass the JobId of the job to cancel.")
+        try:
+            self.hook.cancel_job(self.job_id)
+        except exc.JobCanceledError:
+            if not self.ignore_already_canceled:
+                raise
+            self.log.info("Job %s was already canceled.", self.job_id)
+            return True
+        except exc.UnableToCancelJobError as err:
+            message = _state_message(
+                self.hook, self.job_id, "cancel", "only a job that has not started can be canceled"
+            )
+            raise exc.UnableToCancelJobError(message, job_id=self.job_id) from err
+        self.log.info("Canceled job %s.", self.job_id)
+        return True
+
+
+class ImportExportGetShippingLabelOperator(AwsBaseOperator[ImportExportHook]):
+    """Get the pre-paid shipping label for one or several jobs shipped together.
+
+    :param job_ids: a JobId, a comma-separated string or a list of JobIds (templated)
+    :param address: the sender's address, a ReturnAddress or a dict of its fields (templated);
+        without it the service uses the first job's return address
+    :param download_path: also download the PDF to this file (templated)
+    """
+
+    aws_hook_class = ImportExportHook
+    template_fields: Sequence[str] = aws_template_fields("job_ids", "address", "download_path")
+    operator_extra_links = (ImportExportShippingLabelLink(),)
+
+    def __init__(
+        self,
+        *,
+        job_ids: str | list[str],
+        address: ReturnAddress | dict[str, Any] | None = None,
+        download_path: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.job_ids = job_ids
+        self.address = address
+        self.download_path = download_path
+
+    def _job_id_list(self) -> list[str]:
+        raw = self.job_ids.split(",") if isinstance(self.job_ids, str) else list(self.job_ids or [])
+        ids = [str(j).strip() for j in raw if str(j).strip()]
+        if not ids:
+            raise exc.InvalidParameterError("job_ids is empty; pass one JobId or a list of JobIds shipped together.")
+        return ids
+
+    def execute(self, context: Context) -> str:
+        job_ids = self._job_id_list()
+        try:
+            label_address_params(self.address)
+        except (ValueError, TypeError) as err:
+            raise exc.InvalidParameterError(f"address: {err}") from None
+        result = self.hook.get_shipping_label(job_ids, self.address)
+        url = result["ShippingLabelURL"]
+        if result.get("Warning"):
+            self.log.warning("AWS Import/Export: %s", result["Warning"])
+        ImportExportShippingLabelLink.persist(
+            context=context,
+            operator=self,
+            region_name=self.hook.user_region,
+            aws_partition="aws",
+            shipping_label_url=url,
+        )
+        if self.download_path:
+            path = download(url, self.download_path)
+            self.log.info("Downloaded the shipping label to %s.", path)
+        return url
+
+
+def download(url: str, path: str, timeout: float = 60) -> Path:
+    """Fetch the label PDF atomically to ``path`` (a folder gets ``shipping-label.pdf``)."""
+    if not url.startswith(("https://", "http://")):
+        raise exc.InvalidParameterError(f"Cannot download the shipping label from {url!r}: not an http(s) URL.")
+    target = Path(path)
+    if target.is_dir():
+        target = target / url.rsplit("/", 1)[-1]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - scheme checked above
+        data = response.read()
+    if not data.startswith(b"%PDF-"):
+        raise exc.ImportExportError(f"The shipping label at {url} is not a PDF.")
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, target)
+    return target
