@@ -277,7 +277,7 @@ class ImportExportBackend:
         if planned in PROCESSING_FAILURES:
             job.move(when, progress=planned)
             return
-        if planned is not None and job.device_path is None:
+        if planned is not None and not (job.device_path and Path(job.device_path).is_dir()):
             self._finish_synthetic(job, when, planned)
             return
         result = self.processor.run(job)
@@ -285,7 +285,7 @@ class ImportExportBackend:
         job.move(when, progress=result.progress)
 
     def _finish_synthetic(self, job: Job, when: dt.datetime, planned: ProgressCode) -> None:
-        """A chosen success outcome for a job without device data: an empty log, the chosen count."""
+        """A chosen success outcome for a job without a device folder: an empty log, the chosen count."""
         manifest = parse_manifest(job.manifest_text, job_type=job.job_type)
         job.log_bucket, job.log_key = manifest.effective_log_bucket, manifest.log_key(job.job_id)
         job.error_count = job.planned_error_count or (1 if planned is ProgressCode.SUCCESS_WITH_ERRORS else 0)

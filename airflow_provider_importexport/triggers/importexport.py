@@ -192,13 +192,15 @@ class ImportExportJobTrigger(BaseTrigger):
         )
         try:
             return await retrying(hook.get_status_async, self.job_id, client)
-        except ClientError as error:
-            return ended_job_status(self.job_id, translate(error, self.job_id))
         except Exception as error:
             if is_transient(error):
                 raise exc.ServiceUnavailableError(
-                    f"GetStatus kept failing ({self.max_consecutive_errors} attempts): {error}", job_id=self.job_id
+                    f"GetStatus kept failing ({self.max_consecutive_errors} attempts in a row): "
+                    f"{translate(error).message}",
+                    job_id=self.job_id,
                 ) from error
+            if isinstance(error, ClientError):
+                return ended_job_status(self.job_id, translate(error, self.job_id))
             raise
 
     def _event(self, state: str, message: str, status: dict[str, Any] | None = None) -> TriggerEvent:

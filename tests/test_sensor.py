@@ -1,0 +1,242 @@
+"""ImportExportJobSensor in each mode under real task execution (dag.test runs triggers inline)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_importexport.emulator import ImportExportEmulator
+from airflow_provider_importexport.hooks.importexport import ImportExportHook
+from tests.helpers import import_manifest
+
+HEADER = """
+import datetime
+from airflow.sdk import DAG, Asset, task
+from airflow_provider_importexport.operators.importexport import ImportExportCreateJobOperator
+from airflow_provider_importexport.sensors.importexport import ImportExportJobSensor
+
+with DAG("$dag_id", schedule=None, start_date=datetime.datetime(2026, 1, 1), catchup=False) as dag:
+"""
+
+
+def dag_source(body: str) -> str:
+    return HEADER + "\n".join("    " + line for line in body.strip().splitlines()) + "\n"
+
+
+@pytest.fixture
+def importexport_emulator(tmp_path: Path) -> Any:
+    devices = tmp_path / "devices"
+    devices.mkdir()
+    with ImportExportEmulator(devices_dir=str(devices)) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def devices(emulator: ImportExportEmulator) -> Path:
+    assert emulator.settings.devices_dir
+    return Path(emulator.settings.devices_dir)
+
+
+def hook() -> ImportExportHook:
+    return ImportExportHook(aws_conn_id="aws_default")
+
+
+def make_device(devices: Path, name: str, files: dict[str, bytes]) -> Path:
+    root = devices / name
+    for relative, data in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(data)
+    return root
+
+
+def test_deferrable_end_to_end(
+    run_dag: Any, emulator: ImportExportEmulator, devices: Path, bucket: str, s3: Any, capfd: Any
+) -> None:
+    emulator.admin.set_profile(arrive_after=4, start_after=1, process_after=2, return_after=2)
+    device = make_device(
+        devices, "disk-001", {"photos/a.jpg": b"a" * 100, "photos/b.jpg": b"b" * 50, "notes.txt": b"hi"}
+    )
+    result = run_dag(
+        dag_source("""
+create = ImportExportCreateJobOperator(task_id="create", manifest=$manifest, signature_path="$device")
+arrived = ImportExportJobSensor(task_id="arrived", job_id=create.output, wait_for="arrival", deferrable=True,
+                                waiter_delay=0.5)
+done = ImportExportJobSensor(task_id="done", job_id=create.output, deferrable=True, waiter_delay=0.5,
+                             read_log=True, outlets=[Asset("s3://$bucket/incoming/")])
+returned = ImportExportJobSensor(task_id="returned", job_id=create.output, wait_for="return", deferrable=True,
+                                 waiter_delay=0.5)
+
+@task
+def consume(log_bucket, log_key):
+    return f"s3://{log_bucket}/{log_key}"
+
+create >> arrived >> done >> returned
+consume(done.output["LogBucket"], done.output["LogKey"])
+"""),
+        manifest=repr(import_manifest(bucket, prefix="incoming/").to_yaml()),
+        device=device,
+        bucket=bucket,
+    )
+    output = capfd.readouterr().out
+    for task_id in ("create", "arrived", "done", "returned", "consume"):
+        assert result.state(task_id) == "success", task_id
+    assert output.count("Deferring to the triggerer") >= 2  # it really deferred
+    job_id = result.xcom("create")
+    done = result.xcoms("done")
+    assert done["ProgressCode"] == "Complete"
+    assert done["ErrorCount"] == 0
+    assert (done["LogBucket"], done["LogKey"]) == (bucket, f"import-log-{job_id}")
+    assert done["log_summary"] == {"files_ok": 3, "files_failed": 0, "files_ignored": 1, "bytes_ok": 152}
+    assert result.xcom("done")["LogKey"] == done["LogKey"]
+    assert "CurrentManifest" not in result.xcom("done")
+    assert result.xcom("consume") == f"s3://{bucket}/import-log-{job_id}"
+    returned = result.xcoms("returned")
+    assert returned["LocationCode"] == "Returned"
+    assert returned["Carrier"] == "UPS"
+    assert returned["TrackingNumber"].startswith("1Z")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="incoming/")["Contents"])
+    assert keys == ["incoming/notes.txt", "incoming/photos/a.jpg", "incoming/photos/b.jpg"]
+    assert_asset_event(f"s3://{bucket}/incoming", job_id)  # Airflow normalises away the trailing slash
+
+
+def assert_asset_event(uri: str, job_id: str) -> None:
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.settings import Session
+    from sqlalchemy import select
+
+    with Session() as session:
+        events = session.scalars(
+            select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id).where(AssetModel.uri == uri)
+        ).all()
+        assert len(events) == 1
+        assert events[0].extra["JobId"] == job_id
+        assert events[0].extra["log_summary"]["files_ok"] == 3
+
+
+@pytest.mark.parametrize("mode", ["poke", "reschedule"])
+def test_sync_modes(run_dag: Any, emulator: ImportExportEmulator, bucket: str, mode: str) -> None:
+    emulator.admin.set_profile("fast")
+    job_id = hook().create_job("Import", import_manifest(bucket))["JobId"]
+    result = run_dag(
+        dag_source("""
+ImportExportJobSensor(task_id="wait", job_id="$job_id", wait_for="return", mode="$mode", deferrable=False,
+                      waiter_delay=0.5, on_success_with_errors="succeed")
+"""),
+        job_id=job_id,
+        mode=mode,
+    )
+    # no device folder for this job: the transfer aborts with MissingDevice, and waiting for
+    # the return ends with that failure once the device is back
+    assert result.state("wait") == "failed"
+
+
+def test_poke_mode_success(run_dag: Any, emulator: ImportExportEmulator, bucket: str) -> None:
+    job_id = hook().create_job("Import", import_manifest(bucket))["JobId"]
+    emulator.admin.act(job_id, "receive")
+    emulator.admin.act(job_id, "process", outcome="Complete")
+    result = run_dag(
+        dag_source('ImportExportJobSensor(task_id="wait", job_id="$job_id", mode="poke", deferrable=False)'),
+        job_id=job_id,
+    )
+    assert result.state("wait") == "success"
+    assert result.xcom("wait", "ProgressCode") == "Complete"
+    assert result.xcom("wait", "LogKey") == f"import-log-{job_id}"
+
+
+@pytest.mark.parametrize("deferrable", [True, False])
+@pytest.mark.parametrize(
+    ("outcome", "expected"),
+    [
+        ("DeviceError", "the device did not work. Next: Check the device"),
+        ("MissingSignature", "SIGNATURE file is missing"),
+        ("InvalidSignature", "SIGNATURE file on the device is invalid"),
+        ("UnsupportedFileFormat", "file system or format is not supported"),
+    ],
+)
+def test_failure_codes_fail_with_the_services_message(
+    run_dag: Any, emulator: ImportExportEmulator, bucket: str, capfd: Any, outcome: str, expected: str, deferrable: bool
+) -> None:
+    job_id = hook().create_job("Import", import_manifest(bucket))["JobId"]
+    emulator.admin.act(job_id, "receive")
+    emulator.admin.act(job_id, "process", outcome=outcome)
+    result = run_dag(
+        dag_source("""
+ImportExportJobSensor(task_id="wait", job_id="$job_id", deferrable=$deferrable, waiter_delay=0.5, retries=2)
+"""),
+        job_id=job_id,
+        deferrable=deferrable,
+    )
+    assert result.state("wait") == "failed"
+    assert result.ti("wait").try_number == 1  # a failed device is not retried
+    output = capfd.readouterr().out
+    assert f"ProgressCode {outcome}" in output
+    assert expected in output
+
+
+@pytest.mark.parametrize(("policy", "state"), [("warn", "success"), ("fail", "failed")])
+def test_success_with_errors_policy(
+    run_dag: Any, emulator: ImportExportEmulator, bucket: str, capfd: Any, policy: str, state: str
+) -> None:
+    job_id = hook().create_job("Import", import_manifest(bucket))["JobId"]
+    emulator.admin.act(job_id, "receive")
+    emulator.admin.act(job_id, "process", outcome="SuccessWithErrors", error_count=2)
+    result = run_dag(
+        dag_source("""
+ImportExportJobSensor(task_id="wait", job_id="$job_id", deferrable=True, on_success_with_errors="$policy")
+"""),
+        job_id=job_id,
+        policy=policy,
+    )
+    assert result.state("wait") == state
+    assert "2 failed file(s)" in capfd.readouterr().out
+
+
+def test_canceled_job_fails_the_arrival_wait_at_once(run_dag: Any, bucket: str, capfd: Any) -> None:
+    job_id = hook().create_job("Import", import_manifest(bucket))["JobId"]
+    hook().cancel_job(job_id)
+    result = run_dag(
+        dag_source("""
+ImportExportJobSensor(task_id="wait", job_id="$job_id", wait_for="arrival", deferrable=True, waiter_delay=3600)
+"""),
+        job_id=job_id,
+    )
+    assert result.state("wait") == "failed"
+    assert "ProgressCode Canceled" in capfd.readouterr().out
+
+
+def test_timeout_while_deferred_fails_the_task(run_dag: Any, bucket: str, capfd: Any) -> None:
+    job_id = hook().create_job("Import", import_manifest(bucket))["JobId"]
+    result = run_dag(
+        dag_source("""
+ImportExportJobSensor(task_id="wait", job_id="$job_id", deferrable=True, waiter_delay=0.5, timeout=2)
+"""),
+        job_id=job_id,
+    )
+    assert result.state("wait") == "failed"
+    assert "deadline" in capfd.readouterr().out
+
+
+def test_hook_parameters_reach_the_trigger(aws_conn: str) -> None:
+    from airflow_provider_importexport.sensors.importexport import ImportExportJobSensor
+
+    sensor = ImportExportJobSensor(
+        task_id="wait",
+        job_id="ABCDE",
+        aws_conn_id="custom",
+        region_name="eu-west-1",
+        verify="/tmp/ca.pem",
+        botocore_config={"read_timeout": 9},
+        waiter_delay=30,
+        waiter_max_attempts=4,
+    )
+    params = sensor.trigger_hook_parameters()
+    assert params == {
+        "aws_conn_id": "custom",
+        "region_name": "eu-west-1",
+        "verify": "/tmp/ca.pem",
+        "botocore_config": {"read_timeout": 9},
+    }
+    assert sensor.timeout == 120
+    assert sensor.poke_interval == 30

@@ -1,0 +1,197 @@
+"""ImportExportJobTrigger against the emulator: real aiobotocore over HTTP, every outcome, faults, serde."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from airflow_provider_importexport.emulator import ImportExportEmulator
+from airflow_provider_importexport.hooks.importexport import ImportExportHook
+from airflow_provider_importexport.status import PROCESSING_FAILURES, WaitFor
+from airflow_provider_importexport.triggers.importexport import POOL, ImportExportJobTrigger
+from tests.helpers import import_manifest
+
+
+@pytest.fixture
+def hook(aws_conn: str) -> ImportExportHook:
+    return ImportExportHook(aws_conn_id=aws_conn)
+
+
+@pytest.fixture
+def job_id(hook: ImportExportHook, bucket: str) -> str:
+    return str(hook.create_job("Import", import_manifest(bucket))["JobId"])
+
+
+def trigger(job_id: str, **kwargs: Any) -> ImportExportJobTrigger:
+    kwargs.setdefault("waiter_delay", 0.2)
+    return ImportExportJobTrigger(job_id=job_id, aws_conn_id="aws_default", **kwargs)
+
+
+async def first_event(t: ImportExportJobTrigger, timeout: float = 30) -> dict[str, Any]:
+    async def collect() -> dict[str, Any]:
+        async for event in t.run():
+            return dict(event.payload)
+        raise AssertionError("the trigger ended without an event")
+
+    return await asyncio.wait_for(collect(), timeout)
+
+
+def finish(emulator: ImportExportEmulator, job_id: str, outcome: str, error_count: int | None = None) -> None:
+    emulator.admin.act(job_id, "receive")
+    options: dict[str, Any] = {"outcome": outcome}
+    if error_count is not None:
+        options["error_count"] = error_count
+    emulator.admin.act(job_id, "process", **options)
+
+
+async def test_completion_success(emulator: ImportExportEmulator, job_id: str, bucket: str) -> None:
+    finish(emulator, job_id, "Complete")
+    event = await first_event(trigger(job_id))
+    assert event["status"] == "success"
+    assert event["job"]["ProgressCode"] == "Complete"
+    assert event["job"]["LogBucket"] == bucket
+    assert event["job"]["LogKey"] == f"import-log-{job_id}"
+    assert "CurrentManifest" not in event["job"]
+
+
+async def test_waits_while_the_job_moves(emulator: ImportExportEmulator, job_id: str) -> None:
+    waiting = asyncio.ensure_future(first_event(trigger(job_id, wait_for="arrival")))
+    await asyncio.sleep(0.6)
+    assert not waiting.done()
+    await asyncio.to_thread(emulator.admin.act, job_id, "receive")
+    event = await waiting
+    assert event["status"] == "success"
+    assert event["job"]["LocationCode"] == "AtAWS"
+
+
+@pytest.mark.parametrize(("policy", "state"), [("succeed", "success"), ("warn", "warning"), ("fail", "failure")])
+async def test_success_with_errors_policy(emulator: ImportExportEmulator, job_id: str, policy: str, state: str) -> None:
+    finish(emulator, job_id, "SuccessWithErrors", error_count=3)
+    event = await first_event(trigger(job_id, on_success_with_errors=policy))
+    assert event["status"] == state
+    assert "3 failed file(s)" in event["message"]
+
+
+@pytest.mark.parametrize("code", sorted(c.value for c in PROCESSING_FAILURES))
+async def test_each_failure_code(emulator: ImportExportEmulator, job_id: str, code: str) -> None:
+    finish(emulator, job_id, code)
+    event = await first_event(trigger(job_id))
+    assert event["status"] == "failure"
+    assert f"ProgressCode {code}" in event["message"]
+    assert "Next:" in event["message"]
+
+
+async def test_canceled_job_fails_arrival_wait_at_once(hook: ImportExportHook, job_id: str) -> None:
+    hook.cancel_job(job_id)
+    event = await first_event(trigger(job_id, wait_for="arrival", waiter_delay=60))
+    assert event["status"] == "failure"
+    assert "Canceled" in event["message"]
+
+
+async def test_expired_job_fails(emulator: ImportExportEmulator, job_id: str) -> None:
+    emulator.admin.act(job_id, "expire")
+    event = await first_event(trigger(job_id, wait_for="completion", waiter_delay=60))
+    assert event["status"] == "failure"
+    assert "Expired" in event["message"]
+
+
+async def test_expired_and_purged_job_fails(emulator: ImportExportEmulator, job_id: str) -> None:
+    emulator.admin.act(job_id, "expire")
+    emulator.admin.advance_clock(8 * 86400)
+    event = await first_event(trigger(job_id, waiter_delay=60))
+    assert event["status"] == "failure"
+    assert "Expired" in event["message"]
+
+
+async def test_return_wait_reports_the_tracking_number(emulator: ImportExportEmulator, job_id: str) -> None:
+    finish(emulator, job_id, "Complete")
+    emulator.admin.act(job_id, "return", carrier="DHL", tracking_number="JD0123")
+    event = await first_event(trigger(job_id, wait_for=WaitFor.RETURN.value))
+    assert event["status"] == "success"
+    assert (event["job"]["Carrier"], event["job"]["TrackingNumber"]) == ("DHL", "JD0123")
+
+
+async def test_survives_transient_faults(emulator: ImportExportEmulator, job_id: str) -> None:
+    finish(emulator, job_id, "Complete")
+    emulator.admin.queue_faults("throttle", "error_503", "drop", "error_500")
+    event = await first_event(trigger(job_id))
+    assert event["status"] == "success"
+    counts = emulator.admin.fault_counts()
+    assert counts["throttle"] == counts["error_503"] == counts["drop"] == counts["error_500"] == 1
+
+
+async def test_persistent_faults_are_bounded(emulator: ImportExportEmulator, job_id: str) -> None:
+    emulator.admin.set_faults(error_503_rate=1.0)
+    event = await first_event(trigger(job_id, max_consecutive_errors=3, waiter_delay=0.01), timeout=60)
+    assert event["status"] == "error"
+    assert "3 attempts" in event["message"]
+    assert emulator.admin.fault_counts()["error_503"] == 3
+
+
+async def test_deadline_fails_never_succeeds(job_id: str) -> None:
+    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=0.5)).isoformat()
+    event = await first_event(trigger(job_id, deadline=soon, waiter_delay=5))
+    assert event["status"] == "timeout"
+    assert "deadline" in event["message"]
+
+
+async def test_unknown_job_is_an_error_event(aws_conn: str) -> None:
+    event = await first_event(trigger("ZZZZ9"))
+    assert event["status"] == "error"
+    assert "InvalidJobIdException" in event["message"]
+
+
+def test_serialize_round_trip(job_id: str) -> None:
+    from airflow.jobs.triggerer_job_runner import TriggerRunner
+    from airflow.serialization.serialized_objects import BaseSerialization
+
+    original = trigger(
+        job_id, wait_for="return", deadline="2030-01-01T00:00:00+00:00", botocore_config={"read_timeout": 7}
+    )
+    classpath, kwargs = original.serialize()
+    stored = BaseSerialization.deserialize(BaseSerialization.serialize(kwargs))
+    rebuilt = TriggerRunner().get_trigger_by_classpath(classpath)(**stored)
+    assert rebuilt.serialize() == (classpath, kwargs)
+    assert classpath == "airflow_provider_importexport.triggers.importexport.ImportExportJobTrigger"
+    assert rebuilt.hook().conn_config.botocore_config.read_timeout == 7
+
+
+async def test_recreated_trigger_resumes(emulator: ImportExportEmulator, job_id: str) -> None:
+    from airflow.jobs.triggerer_job_runner import TriggerRunner
+
+    finish(emulator, job_id, "Complete")
+    classpath, kwargs = trigger(job_id).serialize()
+    event = await first_event(TriggerRunner().get_trigger_by_classpath(classpath)(**kwargs))
+    assert event["status"] == "success"
+
+
+async def test_triggers_share_one_client(
+    emulator: ImportExportEmulator, job_id: str, hook: ImportExportHook, bucket: str
+) -> None:
+    other = hook.create_job("Import", import_manifest(bucket))["JobId"]
+    waits = [asyncio.ensure_future(first_event(trigger(j, wait_for="arrival"))) for j in (job_id, other)]
+    await asyncio.sleep(0.5)
+    assert len(POOL.clients) == 1
+    for j in (job_id, other):
+        await asyncio.to_thread(emulator.admin.act, j, "receive")
+    assert [e["status"] for e in await asyncio.gather(*waits)] == ["success", "success"]
+    assert POOL.clients == {}  # closed with its last user
+
+
+def test_provider_lists_the_trigger() -> None:
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "airflow", "providers", "triggers", "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert "airflow_provider_importexport.triggers.importexport" in result.stdout
+    assert json.loads(result.stdout[result.stdout.index("[") :])
