@@ -472,10 +472,7 @@ def _check_section(section: _Section, where: str) -> list[ManifestProblem]:
         value = getattr(section, name)
         path = f"{where}{meta['key']}"
         if meta["required"] and value in (None, "", [], {}):
-            code = MISSING if not where else section.missing_code
-            if meta["key"] == "returnAddress":
-                code = MISSING
-            found.append(ManifestProblem(code, path, f"required; add {meta['key']} to the manifest"))
+            found.append(ManifestProblem(section.missing_code, path, f"required; add {meta['key']}"))
             continue
         if meta["choices"] and value is not None and value not in meta["choices"]:
             found.append(
@@ -625,8 +622,8 @@ def detect_kind(data: dict[str, Any], job_type: str | None = None) -> type[Manif
     """Pick the manifest class from its version, job type and options."""
     version = str(data.get("manifestVersion", "")).strip()
     if version == "3.0":
-        ops = data.get("operations") or []
-        dests = {str(op.get("destination")) for op in ops if isinstance(op, dict)}
+        ops = data.get("operations")
+        dests = {str(op.get("destination")) for op in ops if isinstance(op, dict)} if isinstance(ops, list) else set()
         return GlacierImportManifest if "glacier" in dests else EbsImportManifest
     if job_type == "Export" or (job_type is None and ("fileSystem" in data or _has_export_ops(data))):
         return S3ExportManifest

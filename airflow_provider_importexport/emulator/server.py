@@ -54,6 +54,11 @@ class EmulatorSettings:
     ended_job_status: str = "progress"
     verbose: bool = False
 
+    def __post_init__(self) -> None:
+        self.cancel_rule = CancelRule(self.cancel_rule)
+        if self.ended_job_status not in ("progress", "error"):
+            raise ValueError(f"ended_job_status must be 'progress' or 'error', not {self.ended_job_status!r}")
+
 
 class EmulatorApp:
     """The WSGI application behind the emulator's one endpoint."""
