@@ -209,6 +209,7 @@ class _QuietHandler(WSGIRequestHandler):
 
     timeout = 30
     verbose = False
+    protocol_version = "HTTP/1.1"  # keep-alive: SDK clients reuse their connections
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         if self.verbose:

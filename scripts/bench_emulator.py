@@ -1,0 +1,159 @@
+"""How many GetStatus calls per second the emulator serves, SigV4 verified on every one.
+
+Runs the emulator in its own process (as Airflow would reach it) and drives it from this
+one, side by side in a single run:
+  * boto3, N threads, each with its own client (keep-alive connections);
+  * aiobotocore, one client, C concurrent requests (what a triggerer does);
+  * the unauthenticated admin health endpoint, the same way as boto3 (the server's floor).
+Each figure is the median of ROUNDS rounds of SECONDS each. Usage:
+    .venv/bin/python scripts/bench_emulator.py [--rounds 5] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from typing import Any
+
+import boto3
+
+KEYS = {
+    "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
+    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+}
+MANIFEST = """manifestVersion: 2.0
+deviceId: bench-disk
+bucket: bench-bucket
+returnAddress:
+  name: Bench
+  street1: 1 Main Street
+  city: Seattle
+  stateOrProvince: WA
+  postalCode: '98101'
+  country: US
+  phoneNumber: 206-555-0100
+"""
+
+
+def start_emulator() -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "airflow_provider_importexport.emulator", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    match = re.search(r"ready on (\S+)", line)
+    if not match:
+        process.kill()
+        raise SystemExit(f"emulator did not start: {line!r}")
+    return process, match.group(1)
+
+
+def threaded_rate(call: Any, make_client: Any, threads: int, seconds: float) -> float:
+    counts = [0] * threads
+    stop = time.monotonic() + seconds
+
+    def worker(index: int) -> None:
+        client = make_client()
+        call(client)  # connect and warm up outside the count
+        while time.monotonic() < stop:
+            call(client)
+            counts[index] += 1
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    started = time.monotonic()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return sum(counts) / (time.monotonic() - started)
+
+
+async def async_rate(endpoint: str, job_id: str, concurrency: int, seconds: float) -> float:
+    from aiobotocore.session import get_session
+
+    done = 0
+    async with get_session().create_client("importexport", endpoint_url=endpoint, region_name="us-east-1") as client:
+        await client.get_status(JobId=job_id)
+        stop = time.monotonic() + seconds
+
+        async def worker() -> None:
+            nonlocal done
+            while time.monotonic() < stop:
+                await client.get_status(JobId=job_id)
+                done += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return done / (time.monotonic() - started)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    os.environ.update(KEYS)
+    process, endpoint = start_emulator()
+    try:
+        admin = endpoint + "/_importexport"
+        request = urllib.request.Request(
+            f"{admin}/buckets", data=json.dumps({"bucket": "bench-bucket"}).encode(), method="POST"
+        )
+        urllib.request.urlopen(request).read()  # noqa: S310
+        client = boto3.client("importexport", endpoint_url=endpoint, region_name="us-east-1")
+        job_id = client.create_job(JobType="Import", Manifest=MANIFEST, ValidateOnly=False)["JobId"]
+
+        def boto_client() -> Any:
+            return boto3.session.Session().client("importexport", endpoint_url=endpoint, region_name="us-east-1")
+
+        def health_client() -> Any:
+            return None
+
+        results: dict[str, list[float]] = {
+            "boto3 GetStatus": [],
+            "aiobotocore GetStatus": [],
+            "admin health (no auth)": [],
+        }
+        for _ in range(args.rounds):
+            results["boto3 GetStatus"].append(
+                threaded_rate(lambda c: c.get_status(JobId=job_id), boto_client, args.threads, args.seconds)
+            )
+            results["aiobotocore GetStatus"].append(
+                asyncio.run(async_rate(endpoint, job_id, args.concurrency, args.seconds))
+            )
+            results["admin health (no auth)"].append(
+                threaded_rate(
+                    lambda _c: urllib.request.urlopen(f"{admin}/health").read(),
+                    health_client,
+                    args.threads,
+                    args.seconds,
+                )  # noqa: S310
+            )
+        floor = statistics.median(results["admin health (no auth)"])
+        print(f"emulator GetStatus throughput, {args.rounds} rounds x {args.seconds:.0f} s, {os.cpu_count()} cores")
+        for name, rates in results.items():
+            median = statistics.median(rates)
+            print(
+                f"  {name:<26} median {median:8.0f} req/s   (min {min(rates):.0f}, max {max(rates):.0f}, {median / floor:.2f}x health)"
+            )
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
