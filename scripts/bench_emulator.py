@@ -112,7 +112,7 @@ def main() -> int:
         request = urllib.request.Request(
             f"{admin}/buckets", data=json.dumps({"bucket": "bench-bucket"}).encode(), method="POST"
         )
-        urllib.request.urlopen(request).read()  # noqa: S310
+        urllib.request.urlopen(request).read()
         client = boto3.client("importexport", endpoint_url=endpoint, region_name="us-east-1")
         job_id = client.create_job(JobType="Import", Manifest=MANIFEST, ValidateOnly=False)["JobId"]
 
@@ -140,15 +140,14 @@ def main() -> int:
                     health_client,
                     args.threads,
                     args.seconds,
-                )  # noqa: S310
+                )
             )
         floor = statistics.median(results["admin health (no auth)"])
         print(f"emulator GetStatus throughput, {args.rounds} rounds x {args.seconds:.0f} s, {os.cpu_count()} cores")
         for name, rates in results.items():
             median = statistics.median(rates)
-            print(
-                f"  {name:<26} median {median:8.0f} req/s   (min {min(rates):.0f}, max {max(rates):.0f}, {median / floor:.2f}x health)"
-            )
+            spread = f"min {min(rates):.0f}, max {max(rates):.0f}"
+            print(f"  {name:<26} median {median:8.0f} req/s   ({spread}, {median / floor:.2f}x health)")
     finally:
         process.terminate()
         process.wait(timeout=10)

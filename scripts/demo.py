@@ -65,8 +65,19 @@ def make_device(root: Path) -> dict[str, bytes]:
 
 
 def start_emulator(devices: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    command = [sys.executable, "-m", "airflow_provider_importexport.emulator", "--port", "0",
-               "--profile", "demo", "--devices-dir", str(devices), "--state-file", str(OUT / "emulator-state.json")]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "airflow_provider_importexport.emulator",
+        "--port",
+        "0",
+        "--profile",
+        "demo",
+        "--devices-dir",
+        str(devices),
+        "--state-file",
+        str(OUT / "emulator-state.json"),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -80,7 +91,7 @@ def start_emulator(devices: Path, env: dict[str, str]) -> tuple[subprocess.Popen
 def admin(endpoint: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(f"{endpoint}/_importexport/{path}", data=data, method=method)
-    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - local emulator
+    with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
 
@@ -102,8 +113,13 @@ def watch_jobs(endpoint: str, stop: threading.Event) -> None:
 
 def run_airflow(args: list[str], env: dict[str, str], log_name: str, echo: bool = False) -> int:
     with open(OUT / log_name, "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "airflow", *args], stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+        process = subprocess.Popen(
+            [sys.executable, "-m", "airflow", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
         assert process.stdout is not None
         for line in process.stdout:
             log.write(line)
@@ -127,8 +143,13 @@ def dag_run_state(home: Path) -> str:
 def check_s3(endpoint: str, files: dict[str, bytes]) -> list[str]:
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                      aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)  # fmt: skip
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
     problems = []
     for relative, data in files.items():
         try:
@@ -171,9 +192,13 @@ def main() -> int:
             admin(endpoint, "POST", "buckets", {"bucket": bucket})
         say(f"buckets {BUCKET} and {LOG_BUCKET} created")
         env["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(
-            {"conn_type": "aws", "login": ACCESS_KEY, "password": SECRET_KEY,
-             "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
-        )  # fmt: skip
+            {
+                "conn_type": "aws",
+                "login": ACCESS_KEY,
+                "password": SECRET_KEY,
+                "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+            }
+        )
         if run_airflow(["db", "migrate"], env, "airflow-db-migrate.log") != 0:
             say("airflow db migrate failed; see demo-output/airflow-db-migrate.log")
             return 1
@@ -187,9 +212,15 @@ def main() -> int:
         say(f"`airflow dags test` exited {code}; DAG run state: {state}")
         status = read_xcom(home, "wait_for_import")
         report = read_xcom(home, "verify_import").get("return_value") or {}
-        say("final XCom of wait_for_import: " + json.dumps(
-            {k: status.get(k) for k in ("JobId", "ProgressCode", "ErrorCount", "LogBucket", "LogKey", "log_summary")}
-        ))  # fmt: skip
+        say(
+            "final XCom of wait_for_import: "
+            + json.dumps(
+                {
+                    k: status.get(k)
+                    for k in ("JobId", "ProgressCode", "ErrorCount", "LogBucket", "LogKey", "log_summary")
+                }
+            )
+        )
         say(f"verification report: {json.dumps(report)}")
         problems = check_s3(endpoint, files)
         say(f"independent S3 check: {len(files) - len(problems)}/{len(files)} files landed with the right size and MD5")
