@@ -158,10 +158,20 @@ class DagResult:
 _dag_counter = iter(range(1_000_000))
 
 
+def load_dag(path: Path) -> Any:
+    """Import a DAG file from the dags folder the way the DAG processor would."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.dag
+
+
 @pytest.fixture
 def run_dag(airflow_db: None, aws_conn: str) -> Callable[..., DagResult]:
     """Write a DAG file into the dags folder and run it with ``dag.test()`` (triggers run inline)."""
-    import importlib.util
     import string
 
     def run(source: str, **values: Any) -> DagResult:
@@ -169,10 +179,6 @@ def run_dag(airflow_db: None, aws_conn: str) -> Callable[..., DagResult]:
         text = string.Template(source).substitute(dag_id=dag_id, **{k: str(v) for k, v in values.items()})
         path = DAGS_FOLDER / f"{dag_id}.py"
         path.write_text(text)
-        spec = importlib.util.spec_from_file_location(dag_id, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return DagResult(module.dag.test())
+        return DagResult(load_dag(path).test())
 
     return run

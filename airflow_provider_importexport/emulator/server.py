@@ -28,7 +28,7 @@ from airflow_provider_importexport.emulator.auth import DEFAULT_ACCOUNT, Account
 from airflow_provider_importexport.emulator.backend import BackendConfig, ImportExportBackend, LifecycleProfile
 from airflow_provider_importexport.emulator.faults import AFTER_FAULTS, FAULTS, FaultConfig, FaultInjector
 from airflow_provider_importexport.emulator.state import CancelRule
-from airflow_provider_importexport.emulator.storage import S3Storage
+from airflow_provider_importexport.emulator.storage import S3Storage, reset_s3
 
 log = logging.getLogger(__name__)
 
@@ -249,9 +249,15 @@ class EmulatorServer:
         return self
 
     def stop(self) -> None:
+        """Stop serving, save the jobs (with a state file) and clear the S3 data.
+
+        moto keeps S3 in process-wide memory; clearing it when the emulator stops gives
+        each emulator (each test) its own S3. Run one emulator per process at a time.
+        """
         self._server.shutdown()
         self._server.server_close()
         self.backend.save()
+        reset_s3()
         if self._thread is not None:
             self._thread.join(timeout=5)
 

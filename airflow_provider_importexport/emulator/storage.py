@@ -41,6 +41,15 @@ def bucket_info(name: str) -> BucketInfo | None:
     return BucketInfo(name, account_id, bucket.region_name)
 
 
+def reset_s3() -> None:
+    """Forget every bucket and object: moto's S3 state is process-wide, an emulator's S3 is not."""
+    from moto.s3.models import s3_backends
+
+    for account_backend in list(s3_backends.values()):
+        account_backend.reset()
+    s3_backends.bucket_accounts.clear()
+
+
 class S3Storage:
     """S3 clients acting as a given emulator account."""
 
