@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import re
 import statistics
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from typing import Any
 
 import boto3
+
+from airflow_provider_importexport.emulator.client import spawn
 
 KEYS = {
     "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
@@ -42,21 +40,6 @@ returnAddress:
   country: US
   phoneNumber: 206-555-0100
 """
-
-
-def start_emulator() -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_importexport.emulator", "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    match = re.search(r"ready on (\S+)", line)
-    if not match:
-        process.kill()
-        raise SystemExit(f"emulator did not start: {line!r}")
-    return process, match.group(1)
 
 
 def threaded_rate(call: Any, make_client: Any, threads: int, seconds: float) -> float:
@@ -106,13 +89,10 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
     os.environ.update(KEYS)
-    process, endpoint = start_emulator()
+    process, admin = spawn()
+    endpoint = admin.endpoint_url
     try:
-        admin = endpoint + "/_importexport"
-        request = urllib.request.Request(
-            f"{admin}/buckets", data=json.dumps({"bucket": "bench-bucket"}).encode(), method="POST"
-        )
-        urllib.request.urlopen(request).read()
+        admin.create_bucket("bench-bucket")
         client = boto3.client("importexport", endpoint_url=endpoint, region_name="us-east-1")
         job_id = client.create_job(JobType="Import", Manifest=MANIFEST, ValidateOnly=False)["JobId"]
 
@@ -136,7 +116,7 @@ def main() -> int:
             )
             results["admin health (no auth)"].append(
                 threaded_rate(
-                    lambda _c: urllib.request.urlopen(f"{admin}/health").read(),
+                    lambda _c: admin.health(),
                     health_client,
                     args.threads,
                     args.seconds,

@@ -24,9 +24,10 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
+
+from airflow_provider_importexport.emulator.client import AdminError, EmulatorAdmin, spawn
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "demo-output"
@@ -64,44 +65,13 @@ def make_device(root: Path) -> dict[str, bytes]:
     return files
 
 
-def start_emulator(devices: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
-    command = [
-        sys.executable,
-        "-m",
-        "airflow_provider_importexport.emulator",
-        "--port",
-        "0",
-        "--profile",
-        "demo",
-        "--devices-dir",
-        str(devices),
-        "--state-file",
-        str(OUT / "emulator-state.json"),
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    match = re.search(r"ready on (\S+)", line)
-    if not match:
-        process.kill()
-        raise SystemExit(f"the emulator did not start: {line!r}")
-    return process, match.group(1)
-
-
-def admin(endpoint: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{endpoint}/_importexport/{path}", data=data, method=method)
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
-def watch_jobs(endpoint: str, stop: threading.Event) -> None:
+def watch_jobs(admin: EmulatorAdmin, stop: threading.Event) -> None:
     """Print every state change the emulator's jobs go through."""
     seen: dict[str, tuple[str, str]] = {}
     while not stop.wait(0.3):
         try:
-            jobs = admin(endpoint, "GET", "jobs")
-        except OSError:
+            jobs = admin.jobs()
+        except (OSError, AdminError):
             continue
         for job in jobs:
             state = (job["LocationCode"], job["ProgressCode"])
@@ -184,12 +154,14 @@ def main() -> int:
         "IMPORTEXPORT_EXAMPLE_DEVICE_ID": DEVICE_ID,
         "IMPORTEXPORT_EXAMPLE_POLL_SECONDS": "1",
     }
-    emulator, endpoint = start_emulator(devices, env)
+    state_file = str(OUT / "emulator-state.json")
+    emulator, admin = spawn("--profile", "demo", "--devices-dir", str(devices), "--state-file", state_file, env=env)
+    endpoint = admin.endpoint_url
     stop = threading.Event()
     try:
         say(f"emulator ready on {endpoint} (moto S3 on the same endpoint, 'demo' lifecycle profile)")
         for bucket in (BUCKET, LOG_BUCKET):
-            admin(endpoint, "POST", "buckets", {"bucket": bucket})
+            admin.create_bucket(bucket)
         say(f"buckets {BUCKET} and {LOG_BUCKET} created")
         env["AIRFLOW_CONN_AWS_DEFAULT"] = json.dumps(
             {
@@ -203,7 +175,7 @@ def main() -> int:
             say("airflow db migrate failed; see demo-output/airflow-db-migrate.log")
             return 1
         say("Airflow metadata DB ready; running the DAG (sensors defer, their triggers run in line)")
-        watcher = threading.Thread(target=watch_jobs, args=(endpoint, stop), daemon=True)
+        watcher = threading.Thread(target=watch_jobs, args=(admin, stop), daemon=True)
         watcher.start()
         code = run_airflow(["dags", "test", DAG_ID], env, "airflow-dags-test.log", echo=True)
         stop.set()

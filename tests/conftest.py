@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,20 @@ def make_bucket(emulator: ImportExportEmulator) -> Callable[..., str]:
 @pytest.fixture
 def bucket(make_bucket: Callable[..., str]) -> str:
     return make_bucket()
+
+
+@pytest.fixture
+def devices(tmp_path: Path) -> Path:
+    """A folder of devices: each sub-folder, named by a manifest's deviceId, is one device."""
+    path = tmp_path / "devices"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def emulator_with_devices(devices: Path) -> Iterator[ImportExportEmulator]:
+    with ImportExportEmulator(devices_dir=str(devices)) as emulator:
+        yield emulator
 
 
 @pytest.fixture

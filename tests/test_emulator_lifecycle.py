@@ -23,16 +23,14 @@ from tests.helpers import address, export_manifest, import_manifest
 
 
 @pytest.fixture
-def importexport_emulator(tmp_path: Path) -> Any:
-    devices = tmp_path / "devices"
-    devices.mkdir()
-    with ImportExportEmulator(devices_dir=str(devices)) as emulator:
-        yield emulator
+def importexport_emulator(emulator_with_devices: ImportExportEmulator) -> ImportExportEmulator:
+    return emulator_with_devices
 
 
-@pytest.fixture
-def devices(emulator: ImportExportEmulator) -> Path:
-    return Path(str(emulator.settings.devices_dir))
+def new_job(client: Any, bucket: str, **manifest: Any) -> dict[str, Any]:
+    """CreateJob for an S3 import into ``bucket`` (manifest fields as keyword arguments)."""
+    manifest_text = import_manifest(bucket, **manifest).to_yaml()
+    return dict(client.create_job(JobType="Import", Manifest=manifest_text, ValidateOnly=False))
 
 
 def status(client: Any, job_id: str) -> tuple[str, str]:
@@ -108,9 +106,7 @@ def test_full_import_through_every_stage(
 def test_bad_files_make_success_with_errors(
     emulator: ImportExportEmulator, client: Any, s3: Any, bucket: str, devices: Path
 ) -> None:
-    job = client.create_job(
-        JobType="Import", Manifest=import_manifest(bucket, device_id="disk-bad").to_yaml(), ValidateOnly=False
-    )
+    job = new_job(client, bucket, device_id="disk-bad")
     root = devices / "disk-bad"
     write_device(
         root,
@@ -135,9 +131,7 @@ def test_bad_files_make_success_with_errors(
 def test_signature_checks(
     emulator: ImportExportEmulator, client: Any, bucket: str, devices: Path, signature: str | None, expected: str
 ) -> None:
-    job_id = client.create_job(
-        JobType="Import", Manifest=import_manifest(bucket, device_id="disk-sig").to_yaml(), ValidateOnly=False
-    )["JobId"]
+    job_id = new_job(client, bucket, device_id="disk-sig")["JobId"]
     write_device(devices / "disk-sig", {"a.txt": b"a"}, signature)
     emulator.admin.act(job_id, "receive")
     emulator.admin.act(job_id, "process")
@@ -209,9 +203,7 @@ def test_glacier_import_writes_the_documented_log(
 
 @pytest.mark.parametrize("outcome", sorted(c.value for c in PROCESSING_FAILURES))
 def test_each_failure_outcome(emulator: ImportExportEmulator, client: Any, bucket: str, outcome: str) -> None:
-    job_id = client.create_job(JobType="Import", Manifest=import_manifest(bucket).to_yaml(), ValidateOnly=False)[
-        "JobId"
-    ]
+    job_id = new_job(client, bucket)["JobId"]
     emulator.admin.act(job_id, "receive")
     emulator.admin.act(job_id, "process", outcome=outcome)
     answer = client.get_status(JobId=job_id)
@@ -225,22 +217,18 @@ def test_each_failure_outcome(emulator: ImportExportEmulator, client: Any, bucke
 def test_lifecycle_rules_refuse_wrong_steps(emulator: ImportExportEmulator, client: Any, bucket: str) -> None:
     from airflow_provider_importexport.emulator.client import AdminError
 
-    job_id = client.create_job(JobType="Import", Manifest=import_manifest(bucket).to_yaml(), ValidateOnly=False)[
-        "JobId"
-    ]
+    job_id = new_job(client, bucket)["JobId"]
     with pytest.raises(AdminError, match="Cannot return job"):
         emulator.admin.act(job_id, "return")
     with pytest.raises(AdminError, match="Unknown outcome"):
         emulator.admin.act(job_id, "process", outcome="Teleported")
 
 
-def test_cancel_rule_switch(tmp_path: Path, bucket: str) -> None:
+def test_cancel_rule_switch() -> None:
     with ImportExportEmulator(cancel_rule="until-complete") as emulator:
         client = boto3.client("importexport", endpoint_url=emulator.endpoint_url, region_name="us-east-1")
         emulator.admin.create_bucket("cancel-rule-bucket")
-        job_id = client.create_job(
-            JobType="Import", Manifest=import_manifest("cancel-rule-bucket").to_yaml(), ValidateOnly=False
-        )["JobId"]
+        job_id = new_job(client, "cancel-rule-bucket")["JobId"]
         emulator.admin.act(job_id, "receive")
         emulator.admin.act(job_id, "start")
         assert client.cancel_job(JobId=job_id)["Success"] is True
@@ -248,9 +236,7 @@ def test_cancel_rule_switch(tmp_path: Path, bucket: str) -> None:
 
 
 def test_canceled_job_answers(client: Any, bucket: str) -> None:
-    job_id = client.create_job(JobType="Import", Manifest=import_manifest(bucket).to_yaml(), ValidateOnly=False)[
-        "JobId"
-    ]
+    job_id = new_job(client, bucket)["JobId"]
     client.cancel_job(JobId=job_id)
     assert status(client, job_id) == ("NotReceived", "Canceled")
     for call in (
@@ -264,13 +250,11 @@ def test_canceled_job_answers(client: Any, bucket: str) -> None:
             call()
 
 
-def test_ended_job_status_error_switch(bucket: str) -> None:
+def test_ended_job_status_error_switch() -> None:
     with ImportExportEmulator(ended_job_status="error") as emulator:
         client = boto3.client("importexport", endpoint_url=emulator.endpoint_url, region_name="us-east-1")
         emulator.admin.create_bucket("ended-status-bucket")
-        job_id = client.create_job(
-            JobType="Import", Manifest=import_manifest("ended-status-bucket").to_yaml(), ValidateOnly=False
-        )["JobId"]
+        job_id = new_job(client, "ended-status-bucket")["JobId"]
         client.cancel_job(JobId=job_id)
         with pytest.raises(client.exceptions.CanceledJobIdException):
             client.get_status(JobId=job_id)
@@ -279,10 +263,8 @@ def test_ended_job_status_error_switch(bucket: str) -> None:
 def test_shipping_labels_are_valid_pdfs(client: Any, bucket: str) -> None:
     from pypdf import PdfReader
 
-    first = client.create_job(JobType="Import", Manifest=import_manifest(bucket).to_yaml(), ValidateOnly=False)["JobId"]
-    second = client.create_job(
-        JobType="Import", Manifest=import_manifest(bucket, device_id="d2").to_yaml(), ValidateOnly=False
-    )["JobId"]
+    first = new_job(client, bucket)["JobId"]
+    second = new_job(client, bucket, device_id="d2")["JobId"]
     url = client.get_shipping_label(
         jobIds=[first, second], name="Label Sender", street1="9 Dock Road", city="Portland", stateOrProvince="OR",
         postalCode="97201", country="US", phoneNumber="503-555-0101",
@@ -308,9 +290,7 @@ def test_daily_quota(emulator: ImportExportEmulator, client: Any, bucket: str) -
 
 
 def test_expiry_then_purge(emulator: ImportExportEmulator, client: Any, bucket: str) -> None:
-    job_id = client.create_job(JobType="Import", Manifest=import_manifest(bucket).to_yaml(), ValidateOnly=False)[
-        "JobId"
-    ]
+    job_id = new_job(client, bucket)["JobId"]
     emulator.admin.advance_clock(29 * 86400)
     assert status(client, job_id) == ("NotReceived", "Pending")
     emulator.admin.advance_clock(2 * 86400)
@@ -324,9 +304,7 @@ def test_expiry_then_purge(emulator: ImportExportEmulator, client: Any, bucket: 
 
 
 def test_shipped_devices_do_not_expire(emulator: ImportExportEmulator, client: Any, bucket: str) -> None:
-    job_id = client.create_job(JobType="Import", Manifest=import_manifest(bucket).to_yaml(), ValidateOnly=False)[
-        "JobId"
-    ]
+    job_id = new_job(client, bucket)["JobId"]
     emulator.admin.act(job_id, "ship")
     emulator.admin.advance_clock(40 * 86400)
     assert status(client, job_id) == ("NotReceived", "Pending")
@@ -334,9 +312,7 @@ def test_shipped_devices_do_not_expire(emulator: ImportExportEmulator, client: A
 
 def test_time_profile_drives_jobs(emulator: ImportExportEmulator, client: Any, bucket: str, devices: Path) -> None:
     emulator.admin.set_profile("fast")
-    job = client.create_job(
-        JobType="Import", Manifest=import_manifest(bucket, device_id="disk-auto").to_yaml(), ValidateOnly=False
-    )
+    job = new_job(client, bucket, device_id="disk-auto")
     write_device(devices / "disk-auto", {"x.txt": b"x"}, job["SignatureFileContents"])
     seen = []
     deadline = time.monotonic() + 20
@@ -400,13 +376,9 @@ def test_restart_with_state_file_keeps_jobs(tmp_path: Path) -> None:
     with ImportExportEmulator(state_file=str(state)) as first:
         client = boto3.client("importexport", endpoint_url=first.endpoint_url, region_name="us-east-1")
         first.admin.create_bucket("restart-bucket")
-        job_id = client.create_job(
-            JobType="Import", Manifest=import_manifest("restart-bucket").to_yaml(), ValidateOnly=False
-        )["JobId"]
+        job_id = new_job(client, "restart-bucket")["JobId"]
         first.admin.act(job_id, "receive")
-        canceled = client.create_job(
-            JobType="Import", Manifest=import_manifest("restart-bucket").to_yaml(), ValidateOnly=False
-        )["JobId"]
+        canceled = new_job(client, "restart-bucket")["JobId"]
         client.cancel_job(JobId=canceled)
     with ImportExportEmulator(state_file=str(state)) as second:
         client = boto3.client("importexport", endpoint_url=second.endpoint_url, region_name="us-east-1")

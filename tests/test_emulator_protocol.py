@@ -236,20 +236,13 @@ def test_s3_and_importexport_share_one_endpoint(emulator: ImportExportEmulator, 
     )
 
 
-def test_command_line_start(tmp_path: Any) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_importexport.emulator", "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+def test_command_line_start() -> None:
+    from airflow_provider_importexport.emulator.client import spawn
+
+    process, admin = spawn()  # reads the one "ready on URL" line the CLI prints
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        match = re.search(r"ready on (http://127\.0\.0\.1:\d+)", line)
-        assert match, line
-        endpoint = match.group(1)
-        with urllib.request.urlopen(f"{endpoint}/_importexport/health") as response:
-            assert b'"ok"' in response.read()
-        status, _ = signed_post(endpoint, {"Action": "ListJobs"})
+        assert admin.health()["status"] == "ok"
+        status, _ = signed_post(admin.endpoint_url, {"Action": "ListJobs"})
         assert status == 200
     finally:
         process.terminate()

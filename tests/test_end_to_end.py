@@ -57,6 +57,19 @@ def stack(tmp_path: Path, emulator: ImportExportEmulator) -> Any:
     airflow.stop()
 
 
+def finished_run_state(stack: AirflowStack, dag_id: str, what: str, timeout: float) -> str:
+    """Wait for the DAG's run to end; its final state."""
+    return str(
+        stack.wait_for(
+            what,
+            lambda: stack.query(
+                "SELECT state FROM dag_run WHERE dag_id = ? AND state IN ('success', 'failed')", dag_id
+            ),
+            timeout,
+        )[0][0]
+    )
+
+
 def wait_for_deferred(stack: AirflowStack, task_id: str) -> str:
     """Wait until the task is deferred; return the job id the create task pushed."""
     stack.wait_for(
@@ -87,18 +100,7 @@ def test_import_dag_with_scheduler_triggerer_and_executor(stack: AirflowStack, e
     emulator.admin.act(job_id, "receive")
     wait_for_deferred(stack, "wait_for_import")
     emulator.admin.act(job_id, "process")
-    state = stack.wait_for(
-        "the import DAG run to finish",
-        lambda: next(
-            (
-                s
-                for (s,) in stack.query("SELECT state FROM dag_run WHERE dag_id = ?", MIGRATION)
-                if s in ("success", "failed")
-            ),
-            None,
-        ),
-        timeout=300,
-    )
+    state = finished_run_state(stack, MIGRATION, "the import DAG run to finish", timeout=300)
     assert state == "success", stack.log_text("scheduler")[-3000:]
 
     # the sensors really deferred, and the triggerer process ran their serialized triggers
@@ -123,18 +125,7 @@ def test_import_dag_with_scheduler_triggerer_and_executor(stack: AirflowStack, e
     assert report["ok"] is True and report["files_checked"] == 3
 
     # the import's asset event scheduled the downstream DAG
-    downstream = stack.wait_for(
-        "the asset-scheduled downstream run",
-        lambda: next(
-            (
-                s
-                for (s,) in stack.query("SELECT state FROM dag_run WHERE dag_id = ?", DOWNSTREAM)
-                if s in ("success", "failed")
-            ),
-            None,
-        ),
-        timeout=180,
-    )
+    downstream = finished_run_state(stack, DOWNSTREAM, "the asset-scheduled downstream run", timeout=180)
     assert downstream == "success"
     catalogue = json.loads(
         stack.query(

@@ -26,17 +26,8 @@ def dag_source(body: str) -> str:
 
 
 @pytest.fixture
-def importexport_emulator(tmp_path: Path) -> Any:
-    devices = tmp_path / "devices"
-    devices.mkdir()
-    with ImportExportEmulator(devices_dir=str(devices)) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def devices(emulator: ImportExportEmulator) -> Path:
-    assert emulator.settings.devices_dir
-    return Path(emulator.settings.devices_dir)
+def importexport_emulator(emulator_with_devices: ImportExportEmulator) -> ImportExportEmulator:
+    return emulator_with_devices
 
 
 def hook() -> ImportExportHook:

@@ -8,38 +8,46 @@ pytest fixture. Point any SDK at its ``endpoint_url`` with the default account's
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from airflow_provider_importexport.emulator.auth import (
-    DEFAULT_ACCESS_KEY,
-    DEFAULT_ACCOUNT,
-    DEFAULT_ACCOUNT_ID,
-    DEFAULT_SECRET_KEY,
-    Account,
-)
-from airflow_provider_importexport.emulator.backend import PROFILES, LifecycleProfile
-from airflow_provider_importexport.emulator.client import EmulatorAdmin
-from airflow_provider_importexport.emulator.faults import FaultConfig
-from airflow_provider_importexport.emulator.server import EmulatorServer, EmulatorSettings
-from airflow_provider_importexport.emulator.state import CancelRule
+if TYPE_CHECKING:
+    from airflow_provider_importexport.emulator.auth import (
+        DEFAULT_ACCESS_KEY,
+        DEFAULT_ACCOUNT,
+        DEFAULT_ACCOUNT_ID,
+        DEFAULT_SECRET_KEY,
+        Account,
+    )
+    from airflow_provider_importexport.emulator.backend import PROFILES, LifecycleProfile
+    from airflow_provider_importexport.emulator.client import EmulatorAdmin
+    from airflow_provider_importexport.emulator.faults import FaultConfig
+    from airflow_provider_importexport.emulator.server import EmulatorServer, EmulatorSettings, ImportExportEmulator
+    from airflow_provider_importexport.emulator.state import CancelRule
+
+# Imported on first use, so the admin client and the command line start without loading
+# the server's dependencies (moto, and Airflow through the shared exceptions).
+_EXPORTS = {
+    "DEFAULT_ACCESS_KEY": "auth",
+    "DEFAULT_ACCOUNT": "auth",
+    "DEFAULT_ACCOUNT_ID": "auth",
+    "DEFAULT_SECRET_KEY": "auth",
+    "Account": "auth",
+    "PROFILES": "backend",
+    "LifecycleProfile": "backend",
+    "EmulatorAdmin": "client",
+    "FaultConfig": "faults",
+    "EmulatorServer": "server",
+    "EmulatorSettings": "server",
+    "ImportExportEmulator": "server",
+    "CancelRule": "state",
+}
 
 
-class ImportExportEmulator(EmulatorServer):
-    """The emulator on a free port in a background thread: ``with ImportExportEmulator() as emu:``.
-
-    Keyword arguments are :class:`EmulatorSettings` fields; ``profile`` may be a profile
-    name (``manual``, ``demo``, ``fast``).
-    """
-
-    def __init__(self, **settings: Any) -> None:
-        if isinstance(settings.get("profile"), str):
-            settings["profile"] = LifecycleProfile.named(settings["profile"])
-        super().__init__(EmulatorSettings(**settings))
-        self.admin = EmulatorAdmin(self.endpoint_url)
-
-    def __enter__(self) -> ImportExportEmulator:
-        self.start()
-        return self
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
 
 
 __all__ = [

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import tempfile
 from typing import Any
+
+# The emulator reads no Airflow configuration, but the provider's exceptions import Airflow,
+# which writes a default airflow.cfg into AIRFLOW_HOME: keep that out of the user's ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", os.path.join(tempfile.gettempdir(), "importexport-emulator-airflow"))
 
 from airflow_provider_importexport.emulator.auth import DEFAULT_ACCOUNT, Account
 from airflow_provider_importexport.emulator.backend import PROFILES, LifecycleProfile

@@ -20,7 +20,7 @@ import string
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from airflow_provider_importexport.manifest import (
     manifest_error,
     parse_manifest,
 )
+from airflow_provider_importexport.settings import settings_from_dict
 from airflow_provider_importexport.status import PROCESSING_FAILURES, LocationCode, Outcome, ProgressCode
 
 #: JobIds: 5 characters from 1-9 and A-Z without O (spec §3.1).
@@ -81,10 +82,7 @@ class LifecycleProfile:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LifecycleProfile:
-        known = {f.name for f in fields(cls)}
-        if set(data) - known:
-            raise ValueError(f"unknown profile setting(s) {sorted(set(data) - known)}; use {sorted(known)}")
-        return cls(**data)
+        return settings_from_dict(cls, data, "lifecycle profile")
 
 
 PROFILES = {

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from typing import Any
@@ -14,7 +17,8 @@ class AdminError(RuntimeError):
 
 class EmulatorAdmin:
     def __init__(self, endpoint_url: str, timeout: float = 30) -> None:
-        self.base = endpoint_url.rstrip("/") + "/_importexport"
+        self.endpoint_url = endpoint_url.rstrip("/")
+        self.base = self.endpoint_url + "/_importexport"
         self.timeout = timeout
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -67,3 +71,20 @@ class EmulatorAdmin:
 
     def create_bucket(self, bucket: str, region: str = "us-east-1", access_key: str | None = None) -> dict[str, Any]:
         return self.request("POST", "buckets", {"bucket": bucket, "region": region, "access_key": access_key})
+
+
+def spawn(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], EmulatorAdmin]:
+    """Start the emulator in its own process on a free port (plus ``args``); wait for its ready line.
+
+    Returns the process (terminate it when done) and an admin client; the endpoint is
+    ``client.endpoint_url``.
+    """
+    command = [sys.executable, "-m", "airflow_provider_importexport.emulator", "--port", "0", *args]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)  # noqa: S603 - our own module
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    match = re.search(r"ready on (http://\S+)", line)
+    if not match:
+        process.kill()
+        raise AdminError(f"the emulator did not start: {line!r}")
+    return process, EmulatorAdmin(match.group(1))

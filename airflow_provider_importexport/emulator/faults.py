@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import random
 import threading
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from airflow_provider_importexport.settings import settings_from_dict
 
 
 @dataclass
@@ -35,11 +37,7 @@ class FaultConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FaultConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown fault setting(s) {sorted(unknown)}; use {sorted(known)}")
-        return cls(**data)
+        return settings_from_dict(cls, data, "fault")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -26,6 +26,7 @@ from airflow_provider_importexport.emulator import protocol
 from airflow_provider_importexport.emulator.admin import AdminApp
 from airflow_provider_importexport.emulator.auth import DEFAULT_ACCOUNT, Account, Authenticator, SignedRequest
 from airflow_provider_importexport.emulator.backend import BackendConfig, ImportExportBackend, LifecycleProfile
+from airflow_provider_importexport.emulator.client import EmulatorAdmin
 from airflow_provider_importexport.emulator.faults import AFTER_FAULTS, FAULTS, FaultConfig, FaultInjector
 from airflow_provider_importexport.emulator.state import CancelRule
 from airflow_provider_importexport.emulator.storage import S3Storage, reset_s3
@@ -274,3 +275,21 @@ class _Lazy:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
         return [b"starting"]
+
+
+class ImportExportEmulator(EmulatorServer):
+    """The emulator on a free port in a background thread: ``with ImportExportEmulator() as emu:``.
+
+    Keyword arguments are :class:`EmulatorSettings` fields; ``profile`` may be a profile
+    name (``manual``, ``demo``, ``fast``).
+    """
+
+    def __init__(self, **settings: Any) -> None:
+        if isinstance(settings.get("profile"), str):
+            settings["profile"] = LifecycleProfile.named(settings["profile"])
+        super().__init__(EmulatorSettings(**settings))
+        self.admin = EmulatorAdmin(self.endpoint_url)
+
+    def __enter__(self) -> ImportExportEmulator:
+        self.start()
+        return self

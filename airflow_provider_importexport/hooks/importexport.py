@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import tenacity
@@ -20,6 +20,7 @@ from botocore.exceptions import (
 
 from airflow_provider_importexport import exceptions as exc
 from airflow_provider_importexport.manifest import Manifest, ManifestLike, ReturnAddress, parse_manifest
+from airflow_provider_importexport.settings import settings_from_dict
 from airflow_provider_importexport.status import LocationCode, ProgressCode
 
 log = logging.getLogger(__name__)
@@ -58,11 +59,7 @@ class RetryPolicy:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RetryPolicy:
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"Unknown retry_policy setting(s) {sorted(unknown)}; use {sorted(known)}.")
-        return cls(**data)
+        return settings_from_dict(cls, data, "retry_policy")
 
 
 def error_code(error: BaseException) -> str:
