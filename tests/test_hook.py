@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 from typing import Any
 
 import pytest
@@ -60,6 +61,9 @@ def test_full_job_cycle(hook: ImportExportHook, bucket: str) -> None:
     assert created["SignatureFileContents"].startswith("version:2.0\nsigningMethod:HmacSHA1\n")
     assert f"jobId:{job_id}" in created["SignatureFileContents"]
     assert "ResponseMetadata" not in created
+    (artifact,) = created["ArtifactList"]
+    with urllib.request.urlopen(artifact["URL"]) as response:
+        assert response.read().startswith(b"%PDF-")
 
     status = hook.get_status(job_id)
     assert (status["LocationCode"], status["ProgressCode"]) == ("NotReceived", "Pending")
@@ -289,8 +293,6 @@ def test_async_get_status(hook: ImportExportHook, bucket: str) -> None:
 
 
 def test_shipping_label_is_a_pdf(hook: ImportExportHook, bucket: str) -> None:
-    import urllib.request
-
     job_id = hook.create_job("Import", import_manifest(bucket))["JobId"]
     url = hook.get_shipping_label([job_id])["ShippingLabelURL"]
     with urllib.request.urlopen(url) as response:

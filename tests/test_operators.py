@@ -52,7 +52,8 @@ ImportExportCreateJobOperator(task_id="create", manifest=$manifest, signature_pa
     assert xcoms["JobId"] == job_id
     assert xcoms["SignatureFileContents"] == (device_dir / "SIGNATURE").read_text()
     assert f"jobId:{job_id}" in xcoms["SignatureFileContents"]
-    assert xcoms["Signature"] and xcoms["ArtifactList"] == []
+    assert xcoms["Signature"]
+    assert xcoms["ArtifactList"][0]["URL"].endswith(f"instructions-{job_id}.pdf")
     assert "erased" in xcoms["WarningMessage"]
     assert xcoms["importexport_log"]["log_bucket"] == bucket
     assert xcoms["importexport_log"]["log_key"] == f"logs/import-log-{job_id}"

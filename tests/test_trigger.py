@@ -195,3 +195,10 @@ def test_provider_lists_the_trigger() -> None:
     )
     assert "airflow_provider_importexport.triggers.importexport" in result.stdout
     assert json.loads(result.stdout[result.stdout.index("[") :])
+
+
+async def test_missing_connection_is_a_clear_error(job_id: str) -> None:
+    event = await first_event(ImportExportJobTrigger(job_id=job_id, aws_conn_id="not_defined_anywhere"))
+    assert event["status"] == "error"
+    assert "'not_defined_anywhere' is not defined" in event["message"]
+    assert "aws_conn_id=None" in event["message"]

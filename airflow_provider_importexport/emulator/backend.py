@@ -148,6 +148,7 @@ class ImportExportBackend:
             job = self._new_job(account, job_type, manifest_text, manifest, base_url)
             if not params.get("ValidateOnly"):
                 self.jobs[job.job_id] = job
+                self._store_job_sheet(job, manifest)
                 self._save()
         return {
             "JobId": job.job_id,
@@ -418,16 +419,17 @@ class ImportExportBackend:
             signature_file_contents=contents,
             device_path=self._default_device(manifest),
         )
-        if manifest.version == "3.0":
-            name = f"signature-{job_id}.pdf"
-            self.documents[name] = labels.signature_sheet(job_id, signature)
-            job.artifacts = [
-                {
-                    "Description": "Signature bar code to tape to the device",
-                    "URL": f"{base_url}/_importexport/documents/{name}",
-                }
-            ]
+        device_image = manifest.version == "3.0"
+        name = f"{'signature' if device_image else 'instructions'}-{job_id}.pdf"
+        description = "Signature bar code to tape to the device" if device_image else "Job instructions"
+        job.artifacts = [{"Description": description, "URL": f"{base_url}/_importexport/documents/{name}"}]
         return job
+
+    def _store_job_sheet(self, job: Job, manifest: Manifest) -> None:
+        """The PDF behind the job's ArtifactList entry."""
+        name = job.artifacts[0]["URL"].rsplit("/", 1)[-1]
+        sheet = labels.job_sheet(job.job_id, job.signature, bar_code_on_device=manifest.version == "3.0")
+        self.documents[name] = sheet
 
     def _new_job_id(self) -> str:
         while True:

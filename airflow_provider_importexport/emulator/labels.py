@@ -58,10 +58,14 @@ def shipping_label(job_ids: list[str], address: ReturnAddress, tracking_number: 
     return bytes(pdf.output())
 
 
-def signature_sheet(job_id: str, signature: str) -> bytes:
-    """The bar-code sheet EBS and Glacier jobs tape to the device instead of a SIGNATURE file."""
+def job_sheet(job_id: str, signature: str, *, bar_code_on_device: bool) -> bytes:
+    """The job's instructions: EBS and Glacier devices carry the bar code, S3 devices a SIGNATURE file."""
     pdf = _document(f"AWS Import/Export job {job_id}")
     _block(pdf, "JOB", [f"JOBID {job_id}", f"Signature: {signature}"])
     _barcode(pdf, job_id)
-    _block(pdf, "INSTRUCTIONS", ["Print this page and tape the bar code to the device."])
+    if bar_code_on_device:
+        steps = ["Print this page and tape the bar code to the device."]
+    else:
+        steps = ["Write the job's SignatureFileContents to a file named SIGNATURE", "in the root folder of the device."]
+    _block(pdf, "INSTRUCTIONS", [*steps, "Ship the device with the label from GetShippingLabel."])
     return bytes(pdf.output())

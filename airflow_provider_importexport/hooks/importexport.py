@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import tenacity
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from airflow.sdk.exceptions import AirflowNotFoundException
 from botocore.config import Config
 from botocore.exceptions import (
     ClientError,
@@ -154,6 +155,25 @@ class ImportExportHook(AwsBaseHook):
         if self.config.retries is not None:
             return RetryPolicy(max_attempts=1)
         return RetryPolicy.from_dict(dict(self.service_config.get("retry_policy") or {}))
+
+    def require_connection(self) -> None:
+        """Fail clearly when ``aws_conn_id`` names a connection this process cannot see.
+
+        The Amazon provider silently falls back to the default credential chain; in a
+        triggerer that usually means polling with the wrong identity or none at all.
+        Pass ``aws_conn_id=None`` to use the default chain on purpose.
+        """
+        if not self.aws_conn_id:
+            return
+        try:
+            self.get_connection(self.aws_conn_id)
+        except AirflowNotFoundException:
+            raise exc.InvalidParameterError(
+                f"The AWS connection {self.aws_conn_id!r} is not defined where this runs; define it for the "
+                "workers and the triggerer (environment variable or secrets backend), or pass "
+                "aws_conn_id=None to use the default AWS credential chain.",
+                code="ConnectionNotFound",
+            ) from None
 
     @property
     def user_region(self) -> str:

@@ -104,6 +104,7 @@ class ImportExportJobSensor(AwsBaseSensor[ImportExportHook]):
     def execute(self, context: Context) -> Any:
         if not self.job_id:
             raise exc.InvalidParameterError("job_id is empty; pass the JobId returned by the create task.")
+        self.hook.require_connection()
         if not self.deferrable:
             return super().execute(context)
         verdict, status = self._check()

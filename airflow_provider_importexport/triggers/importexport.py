@@ -20,6 +20,7 @@ from typing import Any
 
 import tenacity
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+from asgiref.sync import sync_to_async
 from botocore.exceptions import ClientError
 
 from airflow_provider_importexport import exceptions as exc
@@ -160,6 +161,7 @@ class ImportExportJobTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         hook = self.hook()
         try:
+            await sync_to_async(hook.require_connection)()
             async with POOL.client(hook, self._pool_key()) as client:
                 await self._sleep(random.uniform(0, min(self.waiter_delay, START_JITTER_SECONDS) * 0.1))
                 while True:
