@@ -215,12 +215,6 @@ class JobFailedError(NonRetryableError):
     code = "JobFailed"
 
 
-class WaitTimeoutError(ImportExportError):
-    """The wait for a job ran out of time or attempts."""
-
-    code = "WaitTimeout"
-
-
 def _all_subclasses(cls: type[ImportExportError]) -> list[type[ImportExportError]]:
     found = []
     for sub in cls.__subclasses__():

@@ -272,9 +272,6 @@ class Manifest(_Section):
             allow_unicode=True,
         )
 
-    def masked_yaml(self) -> str:
-        return self.to_yaml(mask_secrets=True)
-
     # -- facts the service derives from a manifest --
     @property
     def effective_log_bucket(self) -> str | None:

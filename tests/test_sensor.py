@@ -45,7 +45,7 @@ def make_device(devices: Path, name: str, files: dict[str, bytes]) -> Path:
 def test_deferrable_end_to_end(
     run_dag: Any, emulator: ImportExportEmulator, devices: Path, bucket: str, s3: Any, capfd: Any
 ) -> None:
-    emulator.admin.set_profile(arrive_after=4, start_after=1, process_after=2, return_after=2)
+    emulator.admin.set_profile(arrive_after=6, start_after=1, process_after=3, return_after=2)
     device = make_device(
         devices, "disk-001", {"photos/a.jpg": b"a" * 100, "photos/b.jpg": b"b" * 50, "notes.txt": b"hi"}
     )

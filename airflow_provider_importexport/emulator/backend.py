@@ -20,7 +20,7 @@ import string
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -490,10 +490,6 @@ class ImportExportBackend:
     def save(self) -> None:
         with self._lock:
             self._save()
-
-    def snapshot(self) -> dict[str, Any]:
-        """Admin view of the settings and jobs (manifests redacted)."""
-        return {"config": {**asdict(self.config), "cancel_rule": self.config.cancel_rule.value}, "jobs": len(self.jobs)}
 
 
 def _check_outcome(outcome: str) -> None:

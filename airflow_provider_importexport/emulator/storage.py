@@ -9,7 +9,6 @@ are read from moto's registry.
 from __future__ import annotations
 
 import contextlib
-import functools
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,8 @@ import boto3
 from botocore.config import Config
 
 from airflow_provider_importexport.emulator.auth import Account
+
+CLIENT_CONFIG = Config(retries={"total_max_attempts": 3, "mode": "standard"}, s3={"addressing_style": "path"})
 
 
 @dataclass(frozen=True)
@@ -56,20 +57,25 @@ class S3Storage:
     def __init__(self, endpoint_url: str, accounts: dict[str, Account]) -> None:
         self.endpoint_url = endpoint_url
         self.accounts = accounts  # account id -> account
+        self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
 
-    @functools.lru_cache(maxsize=64)  # noqa: B019 (one storage per emulator; bounded)
     def client(self, account_id: str) -> Any:
-        account = self.accounts[account_id]
+        """One S3 client per account, made once (boto3 sessions are not thread-safe to create)."""
         with self._lock:
-            return boto3.session.Session().client(
-                "s3",
-                endpoint_url=self.endpoint_url,
-                region_name="us-east-1",
-                aws_access_key_id=account.access_key,
-                aws_secret_access_key=account.secret_key,
-                config=Config(retries={"total_max_attempts": 3, "mode": "standard"}, s3={"addressing_style": "path"}),
-            )
+            if account_id not in self._clients:
+                account = self.accounts[account_id]
+                self._clients[account_id] = boto3.session.Session().client(
+                    "s3",
+                    endpoint_url=self.endpoint_url,
+                    region_name="us-east-1",
+                    aws_access_key_id=account.access_key,
+                    aws_secret_access_key=account.secret_key,
+                    config=Config(
+                        retries={"total_max_attempts": 3, "mode": "standard"}, s3={"addressing_style": "path"}
+                    ),
+                )
+            return self._clients[account_id]
 
     def put(self, account_id: str, bucket: str, key: str, body: bytes, **extra: Any) -> dict[str, Any]:
         extra = {k: v for k, v in extra.items() if v}
