@@ -298,3 +298,13 @@ def test_shipping_label_is_a_pdf(hook: ImportExportHook, bucket: str) -> None:
     with urllib.request.urlopen(url) as response:
         body = response.read()
     assert body.startswith(b"%PDF-")
+
+
+def test_get_status_registers_the_manifest_secrets(hook: ImportExportHook, bucket: str) -> None:
+    from airflow.sdk.log import redact
+
+    pin = "55aa77bb-pin"
+    job_id = hook.create_job("Import", import_manifest(bucket, pin_code=pin))["JobId"]
+    status = hook.get_status(job_id)
+    assert pin in status["CurrentManifest"]  # the caller still gets the service's answer ...
+    assert pin not in str(redact(status))  # ... and the masker now hides it anywhere it is logged

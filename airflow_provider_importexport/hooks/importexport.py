@@ -21,6 +21,7 @@ from botocore.exceptions import (
 
 from airflow_provider_importexport import exceptions as exc
 from airflow_provider_importexport.manifest import Manifest, ManifestLike, ReturnAddress, parse_manifest
+from airflow_provider_importexport.masking import register_manifest_secrets
 from airflow_provider_importexport.settings import settings_from_dict
 from airflow_provider_importexport.status import LocationCode, ProgressCode
 
@@ -116,6 +117,11 @@ def manifest_text(manifest: ManifestLike, job_type: str | None = None) -> str:
         return manifest
     model = manifest if isinstance(manifest, Manifest) else parse_manifest(manifest, job_type=job_type)
     return model.to_yaml()
+
+
+def _masking_secrets(status: dict[str, Any]) -> dict[str, Any]:
+    register_manifest_secrets(status.get("CurrentManifest") or "")
+    return status
 
 
 def _without_metadata(response: dict[str, Any]) -> dict[str, Any]:
@@ -273,8 +279,12 @@ class ImportExportHook(AwsBaseHook):
             raise
 
     def get_status(self, job_id: str) -> dict[str, Any]:
-        """GetStatus: location, progress, log location, signature and current manifest (with secrets)."""
-        return self._call("get_status", job_id=job_id, JobId=job_id)
+        """GetStatus: location, progress, log location, signature and current manifest.
+
+        ``CurrentManifest`` holds the job's PIN or password as the service echoes them;
+        they are registered with Airflow's secret masker before the answer is returned.
+        """
+        return _masking_secrets(self._call("get_status", job_id=job_id, JobId=job_id))
 
     def get_status_or_ended(self, job_id: str) -> dict[str, Any]:
         """GetStatus, with CanceledJobId/ExpiredJobId answered as the matching ProgressCode."""
@@ -331,9 +341,9 @@ class ImportExportHook(AwsBaseHook):
     async def get_status_async(self, job_id: str, client: Any = None) -> dict[str, Any]:
         """GetStatus through aiobotocore; pass a shared ``client`` to avoid opening one per call."""
         if client is not None:
-            return _without_metadata(await client.get_status(JobId=job_id))
+            return _masking_secrets(_without_metadata(await client.get_status(JobId=job_id)))
         async with await self.get_async_conn() as own_client:
-            return _without_metadata(await own_client.get_status(JobId=job_id))
+            return _masking_secrets(_without_metadata(await own_client.get_status(JobId=job_id)))
 
 
 def label_address_params(address: ReturnAddress | dict[str, Any] | None) -> dict[str, str]:
