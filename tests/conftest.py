@@ -188,8 +188,8 @@ def run_dag(airflow_db: None, aws_conn: str) -> Callable[..., DagResult]:
     """Write a DAG file into the dags folder and run it with ``dag.test()`` (triggers run inline)."""
     import string
 
-    def run(source: str, **values: Any) -> DagResult:
-        dag_id = f"test_dag_{os.getpid()}_{next(_dag_counter)}"
+    def run(source: str, dag_id: str | None = None, **values: Any) -> DagResult:
+        dag_id = dag_id or f"test_dag_{os.getpid()}_{next(_dag_counter)}"
         text = string.Template(source).substitute(dag_id=dag_id, **{k: str(v) for k, v in values.items()})
         path = DAGS_FOLDER / f"{dag_id}.py"
         path.write_text(text)

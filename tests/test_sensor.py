@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -42,22 +43,58 @@ def make_device(devices: Path, name: str, files: dict[str, bytes]) -> Path:
     return root
 
 
+class DeviceDriver(threading.Thread):
+    """Moves the job one lifecycle step once the next sensor's trigger has polled it, so every
+    wait really happens in the (in-line) trigger, however slow the machine is.
+
+    After each step, the previous sensor's last poll, the next sensor's one synchronous check
+    and at least two trigger polls must reach the emulator before the next step.
+    """
+
+    POLLS_PER_STEP = 4
+
+    def __init__(self, emulator: ImportExportEmulator, steps: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.emulator, self.steps = emulator, steps
+        self.done: list[str] = []
+        self.stop = threading.Event()
+
+    def reads(self) -> tuple[str, int] | None:
+        jobs = self.emulator.admin.jobs()
+        return (jobs[0]["JobId"], jobs[0]["StatusReads"]) if jobs else None
+
+    def run(self) -> None:
+        baseline = 0
+        for action in self.steps:
+            while not self.stop.wait(0.1):
+                seen = self.reads()
+                if seen and seen[1] >= baseline + self.POLLS_PER_STEP:
+                    break
+            if self.stop.is_set() or seen is None:
+                return
+            self.emulator.admin.act(seen[0], action)
+            baseline = self.reads()[1]  # type: ignore[index]
+            self.done.append(action)
+
+
 def test_deferrable_end_to_end(
     run_dag: Any, emulator: ImportExportEmulator, devices: Path, bucket: str, s3: Any, capfd: Any
 ) -> None:
-    emulator.admin.set_profile(arrive_after=6, start_after=1, process_after=3, return_after=2)
     device = make_device(
         devices, "disk-001", {"photos/a.jpg": b"a" * 100, "photos/b.jpg": b"b" * 50, "notes.txt": b"hi"}
     )
-    result = run_dag(
-        dag_source("""
+    driver = DeviceDriver(emulator, ["receive", "process", "return"])
+    driver.start()
+    try:
+        result = run_dag(
+            dag_source("""
 create = ImportExportCreateJobOperator(task_id="create", manifest=$manifest, signature_path="$device")
 arrived = ImportExportJobSensor(task_id="arrived", job_id=create.output, wait_for="arrival", deferrable=True,
-                                waiter_delay=0.5)
-done = ImportExportJobSensor(task_id="done", job_id=create.output, deferrable=True, waiter_delay=0.5,
+                                waiter_delay=0.5, timeout=120)
+done = ImportExportJobSensor(task_id="done", job_id=create.output, deferrable=True, waiter_delay=0.5, timeout=120,
                              read_log=True, outlets=[Asset("s3://$bucket/incoming/")])
 returned = ImportExportJobSensor(task_id="returned", job_id=create.output, wait_for="return", deferrable=True,
-                                 waiter_delay=0.5)
+                                 waiter_delay=0.5, timeout=120)
 
 @task
 def consume(log_bucket, log_key):
@@ -66,14 +103,18 @@ def consume(log_bucket, log_key):
 create >> arrived >> done >> returned
 consume(done.output["LogBucket"], done.output["LogKey"])
 """),
-        manifest=repr(import_manifest(bucket, prefix="incoming/").to_yaml()),
-        device=device,
-        bucket=bucket,
-    )
+            manifest=repr(import_manifest(bucket, prefix="incoming/").to_yaml()),
+            device=device,
+            bucket=bucket,
+        )
+    finally:
+        driver.stop.set()
+        driver.join(timeout=10)
+    assert driver.done == ["receive", "process", "return"]  # each step came while a trigger was polling
     output = capfd.readouterr().out
     for task_id in ("create", "arrived", "done", "returned", "consume"):
         assert result.state(task_id) == "success", task_id
-    assert output.count("Deferring to the triggerer") >= 2  # it really deferred
+    assert output.count("Deferring to the triggerer") == 3
     job_id = result.xcom("create")
     done = result.xcoms("done")
     assert done["ProgressCode"] == "Complete"

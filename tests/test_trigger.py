@@ -173,8 +173,12 @@ async def test_triggers_share_one_client(
 ) -> None:
     other = hook.create_job("Import", import_manifest(bucket))["JobId"]
     waits = [asyncio.ensure_future(first_event(trigger(j, wait_for="arrival"))) for j in (job_id, other)]
-    await asyncio.sleep(0.5)
+    for _ in range(200):  # until both triggers hold the client (creating it may take a moment)
+        if POOL.clients and next(iter(POOL.clients.values())).users == 2:
+            break
+        await asyncio.sleep(0.05)
     assert len(POOL.clients) == 1
+    assert next(iter(POOL.clients.values())).users == 2
     for j in (job_id, other):
         await asyncio.to_thread(emulator.admin.act, j, "receive")
     assert [e["status"] for e in await asyncio.gather(*waits)] == ["success", "success"]

@@ -7,7 +7,7 @@ Outside the AWS API and unauthenticated (the emulator binds 127.0.0.1), like mot
 Method   Path                                        Body / effect
 =======  ==========================================  =====================================
 GET      /_importexport/health                       ``{"status": "ok"}``
-GET      /_importexport/jobs                         every job's status (secrets masked)
+GET      /_importexport/jobs                         every job's status (secrets masked, StatusReads)
 GET      /_importexport/jobs/ID                      one job's status (secrets masked)
 POST     /_importexport/jobs/ID/ACTION               ship, receive, start, process
                                                      (``outcome``, ``error_count``), return
@@ -35,6 +35,7 @@ from botocore.exceptions import ClientError
 from airflow_provider_importexport import exceptions as exc
 from airflow_provider_importexport.emulator.backend import LifecycleProfile
 from airflow_provider_importexport.emulator.faults import FaultConfig
+from airflow_provider_importexport.emulator.state import Job
 from airflow_provider_importexport.manifest import redact_manifest_text
 
 if TYPE_CHECKING:
@@ -80,13 +81,13 @@ class AdminApp:
                 return {"status": "ok", "endpoint_url": self.app.endpoint_url}
             case ("GET", ["jobs"]):
                 backend.advance_all()
-                return [_masked(job.status()) for job in backend.jobs.values()]
+                return [_admin_view(job) for job in backend.jobs.values()]
             case ("GET", ["jobs", job_id]):
                 backend.advance_all()
                 job = backend.jobs.get(job_id)
                 if job is None:
                     raise exc.JobNotFoundError("No such job.", job_id=job_id)
-                return _masked(job.status())
+                return _admin_view(job)
             case ("POST", ["jobs", job_id, action]):
                 return _masked(backend.transition(job_id, action, **body))
             case ("POST", ["tick"]):
@@ -129,6 +130,10 @@ class AdminApp:
             return [b"no such document"]
         start_response("200 OK", [("Content-Type", "application/pdf"), ("Content-Length", str(len(data)))])
         return [data]
+
+
+def _admin_view(job: Job) -> dict[str, Any]:
+    return {**_masked(job.status()), "StatusReads": job.status_reads}
 
 
 def _masked(status: dict[str, Any]) -> dict[str, Any]:

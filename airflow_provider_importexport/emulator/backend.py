@@ -184,6 +184,7 @@ class ImportExportBackend:
     def get_status(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             job = self._owned(account, params["JobId"])
+            job.status_reads += 1
             if self.config.ended_job_status == "error":
                 check_usable(job)
             return job.status()

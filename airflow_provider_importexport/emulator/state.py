@@ -58,6 +58,8 @@ class Job:
     planned_outcome: str | None = None
     planned_error_count: int | None = None
     artifacts: list[dict[str, str]] = field(default_factory=list)
+    #: GetStatus calls answered for this job (admin view only): how often DAGs polled it.
+    status_reads: int = 0
 
     def __post_init__(self) -> None:
         if self.stage_since is None:
