@@ -257,3 +257,16 @@ def test_on_kill_cancels_a_job_that_has_not_started(aws_conn: str, bucket: str) 
     operator.job_id = hook().create_job("Import", import_manifest(bucket))["JobId"]
     operator.on_kill()
     assert next(hook().list_jobs())["IsCanceled"] is True
+
+
+def test_on_kill_during_create_finds_the_job_by_its_marker(aws_conn: str, bucket: str) -> None:
+    from airflow_provider_importexport.operators.importexport import MARKER_PREFIX, ImportExportCreateJobOperator
+
+    operator = ImportExportCreateJobOperator(task_id="create", manifest=import_manifest(bucket))
+    operator._marker = MARKER_PREFIX + "killed-mid-create"
+    hook().create_job("Import", import_manifest(bucket, generator="other-run"))
+    mine = hook().create_job("Import", import_manifest(bucket, generator=operator._marker))["JobId"]
+    operator.on_kill()  # the CreateJob answer never arrived: job_id is unknown to the operator
+    canceled = {j["JobId"]: j["IsCanceled"] for j in hook().list_jobs()}
+    assert canceled[mine] is True
+    assert sum(canceled.values()) == 1

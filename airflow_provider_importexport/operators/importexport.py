@@ -117,12 +117,14 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
         self.job_id: str | None = None
         self._created: dict[str, Any] = {}
         self._result: str | None = None
+        self._marker: str | None = None
 
     def execute(self, context: Context) -> Any:
         _check_job_type(self.job_type)
         model = _validated(self.manifest, self.job_type)
         if self.validate_only:
             return self._dry_run(model)
+        self._marker = self.marker(context)
         self._model = dataclasses.replace(model, generator=self._generator(model, context))
         return self.execute_resumable(context)
 
@@ -162,7 +164,9 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
 
     def find_job_of_this_run(self, context: Context) -> str | None:
         """A live job whose manifest carries this task run's marker, newest first."""
-        mark = self.marker(context)
+        return self.find_job_by_marker(self.marker(context))
+
+    def find_job_by_marker(self, mark: str) -> str | None:
         for scanned, job in enumerate(self.hook.list_jobs()):
             if scanned >= ADOPTION_SCAN_LIMIT:
                 break
@@ -232,7 +236,15 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
             self.log.warning("AWS Import/Export: %s", details["WarningMessage"])
 
     def on_kill(self) -> None:
-        if not (self.cancel_on_kill and self.job_id):
+        """Cancel the job a killed task created; killed during CreateJob, look for it by marker."""
+        if not self.cancel_on_kill:
+            return
+        if self.job_id is None and self._marker:
+            try:
+                self.job_id = self.find_job_by_marker(self._marker)
+            except exc.ImportExportError as err:
+                self.log.warning("Task killed: could not look for a job it may have created (%s).", err)
+        if not self.job_id:
             return
         try:
             self.hook.cancel_job(self.job_id)
