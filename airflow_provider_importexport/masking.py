@@ -6,7 +6,10 @@ from typing import Any
 
 from airflow.sdk.log import mask_secret
 
-from airflow_provider_importexport.manifest import Manifest, secret_values_in_text
+from airflow_provider_importexport.manifest import SECRET_KEYS, Manifest, S3ImportManifest, secret_values_in_text
+
+#: Secret fields as a dict may name them: the service's keys or the model's attribute names.
+SECRET_NAMES = frozenset(SECRET_KEYS) | {name for name, meta in S3ImportManifest.field_specs() if meta["secret"]}
 
 
 def manifest_secrets(manifest: Any) -> list[str]:
@@ -16,11 +19,7 @@ def manifest_secrets(manifest: Any) -> list[str]:
     if isinstance(manifest, str):
         return secret_values_in_text(manifest)
     if isinstance(manifest, dict):
-        return [
-            str(v)
-            for k, v in manifest.items()
-            if k in ("pinCode", "trueCryptPassword", "pin_code", "true_crypt_password") and v
-        ]
+        return [str(v) for k, v in manifest.items() if k in SECRET_NAMES and v]
     return []
 
 

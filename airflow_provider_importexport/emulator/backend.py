@@ -420,17 +420,17 @@ class ImportExportBackend:
             signature_file_contents=contents,
             device_path=self._default_device(manifest),
         )
-        device_image = manifest.version == "3.0"
-        name = f"{'signature' if device_image else 'instructions'}-{job_id}.pdf"
-        description = "Signature bar code to tape to the device" if device_image else "Job instructions"
+        name = _job_sheet_name(job_id, manifest)
+        description = (
+            "Signature bar code to tape to the device" if _bar_code_on_device(manifest) else "Job instructions"
+        )
         job.artifacts = [{"Description": description, "URL": f"{base_url}/_importexport/documents/{name}"}]
         return job
 
     def _store_job_sheet(self, job: Job, manifest: Manifest) -> None:
         """The PDF behind the job's ArtifactList entry."""
-        name = job.artifacts[0]["URL"].rsplit("/", 1)[-1]
-        sheet = labels.job_sheet(job.job_id, job.signature, bar_code_on_device=manifest.version == "3.0")
-        self.documents[name] = sheet
+        sheet = labels.job_sheet(job.job_id, job.signature, bar_code_on_device=_bar_code_on_device(manifest))
+        self.documents[_job_sheet_name(job.job_id, manifest)] = sheet
 
     def _new_job_id(self) -> str:
         while True:
@@ -491,6 +491,15 @@ class ImportExportBackend:
     def save(self) -> None:
         with self._lock:
             self._save()
+
+
+def _bar_code_on_device(manifest: Manifest) -> bool:
+    """EBS and Glacier devices (manifestVersion 3.0) carry a bar code instead of a SIGNATURE file."""
+    return manifest.version == "3.0"
+
+
+def _job_sheet_name(job_id: str, manifest: Manifest) -> str:
+    return f"{'signature' if _bar_code_on_device(manifest) else 'instructions'}-{job_id}.pdf"
 
 
 def _check_outcome(outcome: str) -> None:

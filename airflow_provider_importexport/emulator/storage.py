@@ -71,9 +71,7 @@ class S3Storage:
                     region_name="us-east-1",
                     aws_access_key_id=account.access_key,
                     aws_secret_access_key=account.secret_key,
-                    config=Config(
-                        retries={"total_max_attempts": 3, "mode": "standard"}, s3={"addressing_style": "path"}
-                    ),
+                    config=CLIENT_CONFIG,
                 )
             return self._clients[account_id]
 

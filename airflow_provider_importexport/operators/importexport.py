@@ -125,7 +125,7 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
         if self.validate_only:
             return self._dry_run(model)
         self._marker = self.marker(context)
-        self._model = dataclasses.replace(model, generator=self._generator(model, context))
+        self._model = dataclasses.replace(model, generator=self._generator(model, self._marker))
         return self.execute_resumable(context)
 
     def _dry_run(self, model: Manifest) -> dict[str, Any]:
@@ -143,13 +143,14 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
         identity = f"{ti.dag_id}/{ti.task_id}/{ti.run_id}/{ti.map_index}"
         return MARKER_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:20]
 
-    def _generator(self, model: Manifest, context: Context) -> str:
-        mark = self.marker(context)
+    @staticmethod
+    def _generator(model: Manifest, mark: str) -> str:
         base = (model.generator or "").replace(mark, "").strip()
         return f"{base} {mark}".strip()
 
     def submit_job(self, context: Context) -> str:
-        adopted = self.find_job_of_this_run(context)
+        assert self._marker is not None  # set by execute() before the mixin submits
+        adopted = self.find_job_by_marker(self._marker)
         if adopted:
             self.log.warning(
                 "Adopting job %s created by an earlier attempt of this task run; not creating another.", adopted
@@ -162,11 +163,8 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
         self.log.info("Created %s job %s.", self.job_type, self.job_id)
         return created["JobId"]
 
-    def find_job_of_this_run(self, context: Context) -> str | None:
-        """A live job whose manifest carries this task run's marker, newest first."""
-        return self.find_job_by_marker(self.marker(context))
-
     def find_job_by_marker(self, mark: str) -> str | None:
+        """A live job whose manifest carries this marker (this task run's), newest first."""
         for scanned, job in enumerate(self.hook.list_jobs()):
             if scanned >= ADOPTION_SCAN_LIMIT:
                 break
@@ -187,10 +185,8 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         try:
-            return str(self.hook.get_status(str(external_id))["ProgressCode"])
-        except exc.JobCanceledError:
-            return ProgressCode.CANCELED.value
-        except (exc.JobNotFoundError, exc.JobExpiredError):
+            return str(self.hook.get_status_or_ended(str(external_id))["ProgressCode"])
+        except exc.JobNotFoundError:  # purged since: as good as expired, never adopted
             return ProgressCode.EXPIRED.value
 
     def is_job_active(self, status: str) -> bool:
@@ -253,28 +249,29 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
             self.log.warning("Task killed: job %s was not canceled (%s).", self.job_id, err)
 
 
-def write_signature_file(path: str, contents: str) -> Path:
-    """Write SIGNATURE atomically: a temporary file in the same folder, flushed, then renamed."""
+def write_atomically(path: str, default_name: str, data: bytes) -> Path:
+    """Write ``data`` to ``path`` (a folder gets ``default_name``): a temporary file in the same
+    folder, flushed to disk, then renamed, so readers never see a half-written file."""
     target = Path(path)
     if target.is_dir():
-        target = target / "SIGNATURE"
+        target = target / default_name
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=target.parent, prefix=".SIGNATURE.", delete=False, encoding="utf-8"
-    ) as handle:
-        try:
-            handle.write(contents)
-            handle.flush()
-            os.fsync(handle.fileno())
-        except BaseException:
-            Path(handle.name).unlink(missing_ok=True)
-            raise
+    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
-        os.replace(handle.name, target)
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, target)
     except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
+        Path(temporary).unlink(missing_ok=True)
         raise
     return target
+
+
+def write_signature_file(path: str, contents: str) -> Path:
+    """SIGNATURE at a device's root folder (or at the given file path), never half-written."""
+    return write_atomically(path, "SIGNATURE", contents.encode("utf-8"))
 
 
 class ImportExportUpdateJobOperator(_ManifestOperator):
@@ -413,18 +410,11 @@ class ImportExportGetShippingLabelOperator(AwsBaseOperator[ImportExportHook]):
 
 
 def download(url: str, path: str, timeout: float = 60) -> Path:
-    """Fetch the label PDF atomically to ``path`` (a folder gets ``shipping-label.pdf``)."""
+    """Fetch the label PDF to ``path`` (a folder gets the URL's file name), never half-written."""
     if not url.startswith(("https://", "http://")):
         raise exc.InvalidParameterError(f"Cannot download the shipping label from {url!r}: not an http(s) URL.")
-    target = Path(path)
-    if target.is_dir():
-        target = target / url.rsplit("/", 1)[-1]
-    target.parent.mkdir(parents=True, exist_ok=True)
     with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - scheme checked above
         data = response.read()
     if not data.startswith(b"%PDF-"):
         raise exc.ImportExportError(f"The shipping label at {url} is not a PDF.")
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_bytes(data)
-    os.replace(partial, target)
-    return target
+    return write_atomically(path, url.rsplit("/", 1)[-1], data)
