@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
-import tempfile
-import urllib.request
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
@@ -21,6 +17,7 @@ from airflow_provider_importexport.links.importexport import ImportExportLogLink
 from airflow_provider_importexport.manifest import Manifest, ManifestLike, ReturnAddress, load_manifest
 from airflow_provider_importexport.masking import register_manifest_secrets
 from airflow_provider_importexport.status import ProgressCode, progress_info
+from airflow_provider_importexport.utils.files import download, write_signature_file
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -249,31 +246,6 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
             self.log.warning("Task killed: job %s was not canceled (%s).", self.job_id, err)
 
 
-def write_atomically(path: str, default_name: str, data: bytes) -> Path:
-    """Write ``data`` to ``path`` (a folder gets ``default_name``): a temporary file in the same
-    folder, flushed to disk, then renamed, so readers never see a half-written file."""
-    target = Path(path)
-    if target.is_dir():
-        target = target / default_name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return target
-
-
-def write_signature_file(path: str, contents: str) -> Path:
-    """SIGNATURE at a device's root folder (or at the given file path), never half-written."""
-    return write_atomically(path, "SIGNATURE", contents.encode("utf-8"))
-
-
 class ImportExportUpdateJobOperator(_ManifestOperator):
     """Replace the whole manifest of a job whose data transfer has not started.
 
@@ -407,14 +379,3 @@ class ImportExportGetShippingLabelOperator(AwsBaseOperator[ImportExportHook]):
             path = download(url, self.download_path)
             self.log.info("Downloaded the shipping label to %s.", path)
         return url
-
-
-def download(url: str, path: str, timeout: float = 60) -> Path:
-    """Fetch the label PDF to ``path`` (a folder gets the URL's file name), never half-written."""
-    if not url.startswith(("https://", "http://")):
-        raise exc.InvalidParameterError(f"Cannot download the shipping label from {url!r}: not an http(s) URL.")
-    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - scheme checked above
-        data = response.read()
-    if not data.startswith(b"%PDF-"):
-        raise exc.ImportExportError(f"The shipping label at {url} is not a PDF.")
-    return write_atomically(path, url.rsplit("/", 1)[-1], data)

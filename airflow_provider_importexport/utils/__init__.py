@@ -1,0 +1,1 @@
+"""Helpers the operators use that are not operators themselves."""
