@@ -15,7 +15,9 @@ POST     /_importexport/jobs/ID/ACTION               ship, receive, start, proce
                                                      expire, attach (``path``)
 POST     /_importexport/tick                         apply the time profile to every job
 GET/POST /_importexport/faults                       fault rates (FaultConfig fields)
-POST     /_importexport/faults/queue                 ``{"faults": ["throttle", ...]}``
+POST     /_importexport/faults/queue                 ``{"faults": ["throttle", "drop_after@CreateJob"]}``
+GET      /_importexport/requests                     every API request: action, job, fault, carried out, answered
+DELETE   /_importexport/requests                     forget the request records
 POST     /_importexport/clock                        ``{"advance_seconds": N}``
 POST     /_importexport/profile                      ``{"name": "fast"}`` or profile fields
 POST     /_importexport/buckets                      ``{"bucket", "region", "access_key"}``
@@ -100,7 +102,12 @@ class AdminApp:
                 return {"config": self.app.faults.config.to_dict()}
             case ("POST", ["faults", "queue"]):
                 self.app.faults.queue(*body.get("faults", []))
-                return {"queued": self.app.faults.queued}
+                return {"queued": self.app.faults.queued_names()}
+            case ("GET", ["requests"]):
+                return self.app.requests.query()
+            case ("DELETE", ["requests"]):
+                self.app.requests.clear()
+                return {"cleared": True}
             case ("POST", ["clock"]):
                 backend.clock_offset += dt.timedelta(seconds=float(body["advance_seconds"]))
                 backend.advance_all()

@@ -57,6 +57,11 @@ class EmulatorAdmin:
     def queue_faults(self, *faults: str) -> dict[str, Any]:
         return self.request("POST", "faults/queue", {"faults": list(faults)})
 
+    def requests(self, action: str | None = None, job_id: str | None = None) -> list[dict[str, Any]]:
+        """The emulator's record of API requests (oldest first), optionally for one operation or job."""
+        records: list[dict[str, Any]] = self.request("GET", "requests")
+        return [r for r in records if action in (None, r["action"]) and job_id in (None, r["job_id"])]
+
     def fault_counts(self) -> dict[str, int]:
         return self.request("GET", "faults")["counts"]
 

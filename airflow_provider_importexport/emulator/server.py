@@ -27,7 +27,13 @@ from airflow_provider_importexport.emulator.admin import AdminApp
 from airflow_provider_importexport.emulator.auth import DEFAULT_ACCOUNT, Account, Authenticator, SignedRequest
 from airflow_provider_importexport.emulator.backend import BackendConfig, ImportExportBackend, LifecycleProfile
 from airflow_provider_importexport.emulator.client import EmulatorAdmin
-from airflow_provider_importexport.emulator.faults import AFTER_FAULTS, FAULTS, FaultConfig, FaultInjector
+from airflow_provider_importexport.emulator.faults import (
+    FAULTS,
+    HTML_ERROR_PAGE,
+    FaultConfig,
+    FaultInjector,
+    RequestLog,
+)
 from airflow_provider_importexport.emulator.state import CancelRule
 from airflow_provider_importexport.emulator.storage import S3Storage, reset_s3
 
@@ -72,6 +78,8 @@ class EmulatorApp:
         accounts = {a.account_id: a for a in settings.accounts}
         self.authenticator = Authenticator(settings.accounts)
         self.faults = FaultInjector(settings.faults)
+        #: Every authenticated API request: what was carried out and whether its answer arrived.
+        self.requests = RequestLog()
         self.backend = ImportExportBackend(
             settings.accounts,
             S3Storage(endpoint_url, accounts),
@@ -128,23 +136,47 @@ class EmulatorApp:
 
     def handle_api(self, environ: dict[str, Any]) -> protocol.Response | None:
         """Answer one API request; None means the connection was dropped on purpose."""
-        fault = self.faults.draw()
-        if self.faults.config.latency_ms:
-            time.sleep(self.faults.config.latency_ms / 1000)
-        if fault in AFTER_FAULTS:
-            self._answer_safely(environ)
-            fault = AFTER_FAULTS[fault]
-        if fault == "drop":
-            _drop(environ)
-            return None
-        if fault is not None:
-            code, status, message = FAULTS[fault]
-            return protocol.error(code, message, status=status)
-        return self._answer_safely(environ)
+        try:
+            return self._answer_safely(environ)
+        except _NoServiceAnswer as lost:
+            if lost.page is None:
+                _drop(environ)
+            return lost.page
+
+    def _perform(self, call: protocol.ApiCall, account: Account) -> dict[str, Any]:
+        """Carry out one operation under the fault drawn for it, and record what the client saw."""
+        fault = self.faults.draw(call.action)
+        if fault.delay_ms:
+            time.sleep(fault.delay_ms / 1000)
+        record = {
+            "action": call.action,
+            "request_id": call.request_id,
+            "account_id": account.account_id,
+            "fault": fault.kind,
+            "job_id": call.params.get("JobId"),
+            "answered": fault.effect != "drop",
+        }
+        if fault.effect and not fault.after:
+            self.requests.add(**record, carried_out=False, outcome=fault.effect)
+            _raise_fault(fault.effect)
+        try:
+            result = self.operations[call.action](account, call.params, self.endpoint_url)
+        except exc.ImportExportError as err:
+            self.requests.add(**record, carried_out=True, outcome=err.code)
+            if fault.effect:
+                _raise_fault(fault.effect)
+            raise
+        record["job_id"] = result.get("JobId") or record["job_id"]
+        self.requests.add(**record, carried_out=True, outcome="ok")
+        if fault.effect:
+            _raise_fault(fault.effect)
+        return result
 
     def _answer_safely(self, environ: dict[str, Any]) -> protocol.Response:
         try:
             return self._answer(environ)
+        except _NoServiceAnswer:
+            raise
         except exc.ImportExportError as err:
             return protocol.error_from(err)
         except Exception:
@@ -157,10 +189,35 @@ class EmulatorApp:
         account = self.authenticator.authenticate(_signed_request(environ, body, form))
         call = protocol.parse_call(form)
         try:
-            result = self.operations[call.action](account, call.params, self.endpoint_url)
+            result = self._perform(call, account)
         except exc.ImportExportError as err:
             return protocol.error_from(err, call.request_id)
         return protocol.success(call, result)
+
+
+class _NoServiceAnswer(Exception):
+    """A fault that keeps the service's answer from the client: a closed connection (no page)
+    or an error page that is not the service's XML."""
+
+    def __init__(self, page: protocol.Response | None = None) -> None:
+        super().__init__("fault")
+        self.page = page
+
+
+class _InjectedFault(exc.ImportExportError):
+    """A fault that answers with a service error (throttling, 500, 503)."""
+
+    def __init__(self, code: str, status: int, message: str) -> None:
+        super().__init__(message, code=code)
+        self.http_status = status  # type: ignore[misc]
+
+
+def _raise_fault(effect: str) -> None:
+    if effect == "drop":
+        raise _NoServiceAnswer
+    if effect == "error_500_html":
+        raise _NoServiceAnswer(protocol.Response(500, HTML_ERROR_PAGE, "text/html"))
+    raise _InjectedFault(*FAULTS[effect])
 
 
 class _PayloadTooLarge(exc.RequestError):

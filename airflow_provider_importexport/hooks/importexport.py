@@ -12,12 +12,18 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.sdk.exceptions import AirflowNotFoundException
 from botocore.config import Config
 from botocore.exceptions import (
+    BotoCoreError,
     ClientError,
     ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    ParamValidationError,
+    PartialCredentialsError,
     ReadTimeoutError,
 )
+from botocore.parsers import ResponseParserError
 
 from airflow_provider_importexport import exceptions as exc
 from airflow_provider_importexport.manifest import Manifest, ManifestLike, ReturnAddress, parse_manifest
@@ -38,8 +44,9 @@ AUTH_CODES = frozenset(
 )  # fmt: skip
 #: Connection failures where the request never reached the service: safe to resend anything.
 NOT_SENT_ERRORS = (EndpointConnectionError, ConnectTimeoutError)
-#: Failures after the request may have reached the service.
-MAYBE_SENT_ERRORS = (ConnectionClosedError, ReadTimeoutError)
+#: Failures after the request may have reached the service: a dropped or timed-out connection,
+#: or an answer botocore could not parse (a proxy's or load balancer's HTML error page).
+MAYBE_SENT_ERRORS = (ConnectionClosedError, ReadTimeoutError, ResponseParserError, HTTPClientError)
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,16 @@ def translate(error: BaseException, job_id: str | None = None) -> exc.ImportExpo
         if is_transient(error):
             return exc.ServiceUnavailableError(f"{message} (HTTP {http_status(error)})", job_id=job_id, code=code)
         return exc.ImportExportError(message, job_id=job_id, code=code)
+    if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
+        return exc.AuthenticationError(
+            f"{error}; give the AWS connection an access key or a role, or set the default credential chain.",
+            job_id=job_id,
+            code="MissingAuthenticationToken",
+        )
+    if isinstance(error, ParamValidationError):
+        return exc.InvalidParameterError(str(error), job_id=job_id)
+    if isinstance(error, ResponseParserError):
+        return exc.ServiceUnavailableError(f"the service sent an answer that is not its XML: {error}", job_id=job_id)
     return exc.ServiceUnavailableError(f"{type(error).__name__}: {error}", job_id=job_id)
 
 
@@ -199,23 +216,25 @@ class ImportExportHook(AwsBaseHook):
         """One operation with the retry policy; failures become provider exceptions."""
         method = getattr(self.conn, operation)
         try:
-            return _without_metadata(self._retrying(resend_if)(method, **params))
+            return _without_metadata(self._retrying(self._api_name(operation), resend_if)(method, **params))
         except exc.ImportExportError:
             raise
-        except Exception as error:
-            if not is_transient(error) and not isinstance(error, ClientError):
-                raise
+        except (BotoCoreError, ClientError, *MAYBE_SENT_ERRORS) as error:
             raise translate(error, job_id) from error
 
-    def _retrying(self, resend_if: Callable[[BaseException], bool]) -> tenacity.Retrying:
+    def _api_name(self, operation: str) -> str:
+        """The service's name for a client method (``list_jobs`` -> ``ListJobs``), for messages."""
+        return str(self.conn.meta.method_to_api_mapping.get(operation, operation))
+
+    def _retrying(self, api_name: str, resend_if: Callable[[BaseException], bool]) -> tenacity.Retrying:
         policy = self.retry_policy
         return tenacity.Retrying(
             stop=tenacity.stop_after_attempt(policy.max_attempts) | tenacity.stop_after_delay(policy.total_timeout),
             wait=tenacity.wait_exponential_jitter(
-                initial=policy.initial_delay, max=policy.max_delay, jitter=policy.jitter
+                multiplier=policy.initial_delay, max=policy.max_delay, jitter=policy.jitter
             ),
             retry=tenacity.retry_if_exception(resend_if),
-            before_sleep=tenacity.before_sleep_log(log, logging.WARNING),
+            before_sleep=_log_retry(api_name, policy.max_attempts),
             reraise=True,
         )
 
@@ -264,17 +283,18 @@ class ImportExportHook(AwsBaseHook):
     def cancel_job(self, job_id: str) -> dict[str, Any]:
         """CancelJob. A resend after an attempt whose answer was lost may meet the job
         already canceled by that attempt: that counts as success."""
-        retried = False
+        maybe_canceled = False
 
         def resend(error: BaseException) -> bool:
-            nonlocal retried
-            retried = is_transient(error)
-            return retried
+            nonlocal maybe_canceled
+            maybe_canceled = maybe_canceled or (is_transient(error) and not is_safe_to_resend(error))
+            return is_transient(error)
 
         try:
             return self._call("cancel_job", job_id=job_id, resend_if=resend, JobId=job_id)
         except exc.JobCanceledError:
-            if retried:
+            if maybe_canceled:
+                log.info("CancelJob: job %s is canceled (by an earlier attempt whose answer was lost).", job_id)
                 return {"Success": True}
             raise
 
@@ -315,8 +335,10 @@ class ImportExportHook(AwsBaseHook):
             if token:
                 config["StartingToken"] = token
             try:
-                page = self._retrying(is_transient)(lambda c=config: next(iter(paginator.paginate(PaginationConfig=c))))
-            except ClientError as error:
+                page = self._retrying("ListJobs", is_transient)(
+                    lambda c=config: next(iter(paginator.paginate(PaginationConfig=c)))
+                )
+            except (BotoCoreError, ClientError, *MAYBE_SENT_ERRORS) as error:
                 raise translate(error) from error
             jobs = page.get("Jobs", [])
             yield from jobs
@@ -344,6 +366,24 @@ class ImportExportHook(AwsBaseHook):
             return _masking_secrets(_without_metadata(await client.get_status(JobId=job_id)))
         async with await self.get_async_conn() as own_client:
             return _masking_secrets(_without_metadata(await own_client.get_status(JobId=job_id)))
+
+
+def _log_retry(api_name: str, max_attempts: int) -> Callable[[tenacity.RetryCallState], None]:
+    """A retry warning users can read: the operation, the attempt, the wait and the cause."""
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning(
+            "%s failed (attempt %d of %d), retrying in %.1f s: %s",
+            api_name,
+            state.attempt_number,
+            max_attempts,
+            wait,
+            translate(error) if error else "unknown error",
+        )
+
+    return before_sleep
 
 
 def label_address_params(address: ReturnAddress | dict[str, Any] | None) -> dict[str, str]:
