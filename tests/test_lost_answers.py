@@ -167,9 +167,7 @@ def test_create_job_is_resent_after_a_refusal(
     assert [(r["carried_out"], r["job_id"]) for r in records] == [(False, None), (True, job)]
 
 
-def test_read_timeouts_become_the_providers_error(
-    emulator: ImportExportEmulator, aws_conn: str, job_id: str
-) -> None:
+def test_read_timeouts_become_the_providers_error(emulator: ImportExportEmulator, aws_conn: str, job_id: str) -> None:
     emulator.admin.set_faults(latency_ms=1500)
     slow = ImportExportHook(aws_conn_id=aws_conn, config={"read_timeout": 0.3, "connect_timeout": 1})
     with pytest.raises(exc.ServiceUnavailableError, match="ReadTimeoutError"):
@@ -210,3 +208,36 @@ def test_retry_warnings_name_the_operation_and_attempt(
     assert message.startswith("GetStatus failed (attempt 1 of 4), retrying in ")
     assert "[Throttling] Rate exceeded" in message
     assert "lambda" not in message
+
+
+@pytest.mark.parametrize(
+    ("login", "password", "code"),
+    [
+        ("AKIAIOSFODNN7EXAMPLE", "not-the-secret", "SignatureDoesNotMatch"),
+        ("AKIAUNKNOWNKEY000001", "whatever", "InvalidClientTokenIdException"),
+    ],
+)
+def test_authentication_errors_are_never_retried(
+    emulator: ImportExportEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    login: str,
+    password: str,
+    code: str,
+) -> None:
+    import json
+
+    from tests.helpers import FAST_RETRIES
+
+    connection = {
+        "conn_type": "aws",
+        "login": login,
+        "password": password,
+        "extra": {"endpoint_url": emulator.endpoint_url, "region_name": "us-east-1",
+                  "service_config": {"importexport": {"retry_policy": FAST_RETRIES}}},
+    }  # fmt: skip
+    monkeypatch.setenv("AIRFLOW_CONN_WRONG_KEYS", json.dumps(connection))
+    with caplog.at_level(logging.WARNING), pytest.raises(exc.RequestError) as raised:
+        ImportExportHook(aws_conn_id="wrong_keys").list_jobs_page()
+    assert raised.value.code == code
+    assert not [r for r in caplog.records if "retrying" in r.getMessage()]

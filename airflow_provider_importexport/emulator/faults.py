@@ -22,8 +22,11 @@ FAULTS = {
     "error_500": ("InternalFailure", 500, "The request processing has failed because of an unknown error."),
     "error_503": ("ServiceUnavailable", 503, "The service is unavailable. Please try again shortly."),
 }
-#: A 500 whose body is not the service's XML (a proxy's or load balancer's error page).
-HTML_ERROR_PAGE = b"<html><body><h1>500 Internal Server Error</h1></body></html>"
+#: A 500 whose body is not the service's XML: a web server's or proxy's HTML page botocore cannot parse.
+HTML_ERROR_PAGE = (
+    b"<!doctype html>\n<html><head><title>500 Internal Server Error</title></head>"
+    b"<body>Internal Server Error</body></html>"
+)
 #: Faults that strike after the request was carried out, and how the answer is lost.
 AFTER_FAULTS = {"error_500_after": "error_500", "drop_after": "drop", "error_500_html_after": "error_500_html"}
 #: Every fault kind, in the order rates are drawn.

@@ -147,7 +147,7 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
 
     def submit_job(self, context: Context) -> str:
         assert self._marker is not None  # set by execute() before the mixin submits
-        adopted = self.find_job_by_marker(self._marker)
+        adopted = self.find_job_by_marker(self._marker) if self._earlier_attempt_may_have_created(context) else None
         if adopted:
             self.log.warning(
                 "Adopting job %s created by an earlier attempt of this task run; not creating another.", adopted
@@ -159,6 +159,12 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
         self.job_id = created["JobId"]
         self.log.info("Created %s job %s.", self.job_type, self.job_id)
         return created["JobId"]
+
+    @staticmethod
+    def _earlier_attempt_may_have_created(context: Context) -> bool:
+        """Only a retry or a cleared task (try 2 or later) can follow an attempt whose CreateJob
+        reached the service; the first try skips the scan (a ListJobs walk and a GetStatus per job)."""
+        return int(context["ti"].try_number or 1) > 1
 
     def find_job_by_marker(self, mark: str) -> str | None:
         """A live job whose manifest carries this marker (this task run's), newest first."""

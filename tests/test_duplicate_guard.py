@@ -1,0 +1,167 @@
+"""The no-duplicate-job guarantee, one mechanism at a time, counted from the emulator's own records.
+
+Two mechanisms stand behind "a retried task never ships a second device": the task state store
+(the job id an attempt stored) and the run marker in the manifest's ``generator`` field (found
+again by ListJobs + GetStatus when the store holds nothing). Each test here disables or defeats
+the other mechanism, so it fails when the one under test breaks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_importexport.emulator import ImportExportEmulator
+from airflow_provider_importexport.hooks.importexport import ImportExportHook
+from tests.helpers import import_manifest
+from tests.test_operators import dag_source
+
+MARKER = re.compile(r"airflow-importexport:[0-9a-f]{20}")
+
+
+def jobs_by_marker(emulator: ImportExportEmulator) -> dict[str, list[dict[str, Any]]]:
+    """The emulator's jobs grouped by the run marker in their manifest."""
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for job in emulator.admin.jobs():
+        for marker in MARKER.findall(job["CurrentManifest"]):
+            grouped.setdefault(marker, []).append(job)
+    return grouped
+
+
+def carried_out(emulator: ImportExportEmulator, action: str) -> list[dict[str, Any]]:
+    return [r for r in emulator.admin.requests(action=action) if r["carried_out"]]
+
+
+RETRYING_CREATE = """
+ImportExportCreateJobOperator(
+    task_id="create", manifest=$manifest, retries=2, retry_delay=datetime.timedelta(seconds=0)
+)
+"""
+
+
+@pytest.mark.parametrize("fault", ["drop_after", "error_500_after", "error_500_html_after"])
+def test_marker_scan_adopts_the_job_whose_create_answer_was_lost(
+    run_dag: Any, emulator: ImportExportEmulator, bucket: str, fault: str
+) -> None:
+    """Attempt 1's CreateJob is carried out and its answer lost, so the state store holds nothing:
+    only the marker scan can find the job. Fails if the scan is skipped, broken, or if the marker
+    changes between tries."""
+    emulator.admin.queue_faults(f"{fault}@CreateJob")
+    result = run_dag(dag_source(RETRYING_CREATE), manifest=repr(import_manifest(bucket).to_yaml()))
+
+    assert result.state("create") == "success"
+    assert result.ti("create").try_number == 2
+    creates = emulator.admin.requests(action="CreateJob")
+    assert [(r["fault"], r["carried_out"], r["outcome"]) for r in creates] == [(fault, True, "ok")]
+    created = creates[0]["job_id"]
+    (marker,) = jobs_by_marker(emulator)
+    assert [j["JobId"] for j in jobs_by_marker(emulator)[marker]] == [created]
+    assert result.xcom("create") == created  # attempt 2 returned the job attempt 1 created
+    assert len(carried_out(emulator, "ListJobs")) >= 1  # found by the scan, not by luck
+
+
+def test_state_store_reconnects_when_the_marker_scan_cannot_help(
+    run_dag: Any, emulator: ImportExportEmulator, bucket: str, tmp_path: Path, device_dir: Path
+) -> None:
+    """Attempt 1 creates the job and stores its id, then fails writing SIGNATURE. Every ListJobs
+    is refused, so a marker scan would fail the task: only the state store can carry the retry."""
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("")
+    emulator.admin.set_faults(throttle_rate=1.0, actions=["ListJobs"])
+    result = run_dag(
+        dag_source("""
+ImportExportCreateJobOperator(
+    task_id="create",
+    manifest=$manifest,
+    signature_path="{{ '$broken' if ti.try_number == 1 else '$device' }}",
+    retries=1,
+    retry_delay=datetime.timedelta(seconds=0),
+)
+"""),
+        manifest=repr(import_manifest(bucket).to_yaml()),
+        broken=not_a_folder / "SIGNATURE",
+        device=device_dir,
+    )
+    assert result.state("create") == "success"
+    assert result.ti("create").try_number == 2
+    (create,) = carried_out(emulator, "CreateJob")
+    assert result.xcom("create") == create["job_id"]
+    assert emulator.admin.requests(action="ListJobs") == []  # the store answered; no scan was tried
+    assert f"jobId:{create['job_id']}" in (device_dir / "SIGNATURE").read_text()
+
+
+CANCEL_THEN_FAIL = '''
+class CancelThenFail(ImportExportCreateJobOperator):
+    """Attempt 1: its job is canceled (by a person, say), then the attempt dies."""
+
+    def get_job_result(self, external_id, context):
+        if context["ti"].try_number == 1:
+            self.hook.cancel_job(external_id)
+            raise RuntimeError("attempt 1 dies after its job was canceled")
+        return super().get_job_result(external_id, context)
+
+CancelThenFail(task_id="create", manifest=$manifest, retries=1, retry_delay=datetime.timedelta(seconds=0))
+'''
+
+
+def test_a_retry_after_the_job_was_canceled_creates_a_new_one_with_minimal_reads(
+    run_dag: Any, emulator: ImportExportEmulator, bucket: str
+) -> None:
+    result = run_dag(dag_source(CANCEL_THEN_FAIL), manifest=repr(import_manifest(bucket).to_yaml()))
+
+    assert result.state("create") == "success"
+    first, second = (r["job_id"] for r in carried_out(emulator, "CreateJob"))
+    assert result.xcom("create") == second != first
+    (marker,) = jobs_by_marker(emulator)
+    assert sorted(j["JobId"] for j in jobs_by_marker(emulator)[marker]) == sorted([first, second])
+    # The stored id costs one GetStatus; the scan sees IsCanceled in ListJobs and reads no more.
+    assert len(emulator.admin.requests(action="GetStatus", job_id=first)) == 1
+
+
+def test_the_first_try_creates_without_scanning(run_dag: Any, emulator: ImportExportEmulator, bucket: str) -> None:
+    """A first attempt cannot follow one that reached the service: no ListJobs walk, no GetStatus
+    per job, however many jobs the account has."""
+    hook = ImportExportHook(aws_conn_id="aws_default")
+    for number in range(30):
+        hook.create_job("Import", import_manifest(bucket, device_id=f"old-{number}"))
+    emulator.admin.request("DELETE", "requests")
+
+    result = run_dag(dag_source(RETRYING_CREATE), manifest=repr(import_manifest(bucket).to_yaml()))
+
+    assert result.state("create") == "success"
+    assert Counter(r["action"] for r in emulator.admin.requests()) == {"CreateJob": 1}
+
+
+MAPPED_CREATE = """
+ImportExportCreateJobOperator.partial(task_id="create").expand(manifest=[$first, $second])
+"""
+
+
+def test_markers_differ_across_runs_and_map_indexes(run_dag: Any, emulator: ImportExportEmulator, bucket: str) -> None:
+    manifests = {
+        "first": repr(import_manifest(bucket, device_id="disk-a").to_yaml()),
+        "second": repr(import_manifest(bucket, device_id="disk-b").to_yaml()),
+    }
+    source = dag_source(MAPPED_CREATE)
+    run_dag(source, dag_id="mapped_markers", **manifests)
+    run_dag(source, dag_id="mapped_markers", **manifests)
+
+    grouped = jobs_by_marker(emulator)
+    assert len(grouped) == 4  # two runs x two map indexes
+    assert all(len(jobs) == 1 for jobs in grouped.values())
+
+
+def test_cancel_on_kill_false_leaves_the_job(aws_conn: str, bucket: str, emulator: ImportExportEmulator) -> None:
+    from airflow_provider_importexport.operators.importexport import ImportExportCreateJobOperator
+
+    hook = ImportExportHook(aws_conn_id=aws_conn)
+    operator = ImportExportCreateJobOperator(task_id="create", manifest=import_manifest(bucket), cancel_on_kill=False)
+    operator.job_id = hook.create_job("Import", import_manifest(bucket))["JobId"]
+    emulator.admin.request("DELETE", "requests")
+    operator.on_kill()
+    assert emulator.admin.requests() == []
+    assert [j["IsCanceled"] for j in hook.list_jobs()] == [False]
