@@ -71,52 +71,6 @@ def test_validate_only_creates_nothing(run_dag: Any, bucket: str) -> None:
     assert list(hook().list_jobs()) == []
 
 
-def test_retry_after_create_reached_the_service_adopts_the_job(
-    run_dag: Any, emulator: ImportExportEmulator, bucket: str
-) -> None:
-    """Attempt 1's CreateJob creates the job but the answer is lost; attempt 2 must not create another."""
-    emulator.admin.queue_faults("error_500_after")
-    result = run_dag(
-        dag_source("""
-ImportExportCreateJobOperator(
-    task_id="create", manifest=$manifest, retries=2, retry_delay=datetime.timedelta(seconds=0)
-)
-"""),
-        manifest=repr(import_manifest(bucket, generator="nightly-migration").to_yaml()),
-    )
-    assert result.state("create") == "success"
-    assert result.ti("create").try_number == 2
-    jobs = list(hook().list_jobs())
-    assert len(jobs) == 1
-    assert result.xcom("create") == jobs[0]["JobId"]
-    manifest = hook().get_status(jobs[0]["JobId"])["CurrentManifest"]
-    assert "generator: nightly-migration airflow-importexport:" in manifest
-
-
-def test_retry_after_a_later_failure_reconnects_through_the_state_store(
-    run_dag: Any, bucket: str, device_dir: Path
-) -> None:
-    """Attempt 1 creates the job, then fails writing SIGNATURE; attempt 2 reuses the stored job id."""
-    result = run_dag(
-        dag_source("""
-ImportExportCreateJobOperator(
-    task_id="create",
-    manifest=$manifest,
-    signature_path="{{ '/dev/null/not-a-folder/SIGNATURE' if ti.try_number == 1 else '$device' }}",
-    retries=1,
-    retry_delay=datetime.timedelta(seconds=0),
-)
-"""),
-        manifest=repr(import_manifest(bucket).to_yaml()),
-        device=device_dir,
-    )
-    assert result.state("create") == "success"
-    assert result.ti("create").try_number == 2
-    jobs = list(hook().list_jobs())
-    assert len(jobs) == 1
-    assert (device_dir / "SIGNATURE").read_text().find(f"jobId:{jobs[0]['JobId']}") > 0
-
-
 def test_a_new_run_creates_a_new_job(run_dag: Any, bucket: str) -> None:
     source = dag_source("ImportExportCreateJobOperator(task_id='create', manifest=$manifest)")
     first = run_dag(source, manifest=repr(import_manifest(bucket).to_yaml()))
