@@ -165,3 +165,42 @@ def test_cancel_on_kill_false_leaves_the_job(aws_conn: str, bucket: str, emulato
     operator.on_kill()
     assert emulator.admin.requests() == []
     assert [j["IsCanceled"] for j in hook.list_jobs()] == [False]
+
+
+BUSY_ACCOUNT = '''
+class BusyAccount(ImportExportCreateJobOperator):
+    """Attempt 1 creates its job; before its answer is lost, the account creates $others more."""
+
+    def submit_job(self, context):
+        job_id = super().submit_job(context)
+        if context["ti"].try_number == 1:
+            for _ in range($others):
+                self.hook.create_job(self.job_type, self._model.__class__(**{
+                    **{f.name: getattr(self._model, f.name) for f in dataclasses.fields(self._model)},
+                    "generator": "another-team"}))
+            raise ConnectionError("the CreateJob answer was lost")
+        return job_id
+
+BusyAccount(task_id="create", manifest=$manifest, retries=1, retry_delay=datetime.timedelta(seconds=0))
+'''
+
+
+@pytest.mark.importexport_emulator(daily_create_quota=1000)
+def test_the_scan_reaches_back_to_the_runs_start_however_many_jobs_came_since(
+    run_dag: Any, emulator: ImportExportEmulator, bucket: str
+) -> None:
+    """More jobs than ADOPTION_SCAN_LIMIT were created after attempt 1's: the scan still finds it."""
+    from airflow_provider_importexport.operators.importexport import ADOPTION_SCAN_LIMIT
+
+    others = ADOPTION_SCAN_LIMIT + 20
+    result = run_dag(
+        "import dataclasses\n" + dag_source(BUSY_ACCOUNT),
+        manifest=repr(import_manifest(bucket).to_yaml()),
+        others=others,
+    )
+    assert result.state("create") == "success"
+    first = carried_out(emulator, "CreateJob")[0]["job_id"]
+    assert result.xcom("create") == first
+    assert len(carried_out(emulator, "CreateJob")) == others + 1
+    (marker,) = jobs_by_marker(emulator)
+    assert [j["JobId"] for j in jobs_by_marker(emulator)[marker]] == [first]

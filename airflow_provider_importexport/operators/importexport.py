@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,8 +26,10 @@ if TYPE_CHECKING:
 JOB_TYPES = ("Import", "Export")
 #: Prefix of the marker the create operator writes into a manifest's ``generator`` field.
 MARKER_PREFIX = "airflow-importexport:"
-#: How far back (by CreationDate) to look for a job a previous attempt created.
+#: How many of the newest jobs to look through when the run's start time is unknown.
 ADOPTION_SCAN_LIMIT = 200
+#: Allowance for a clock difference between the workers and the service when scanning by time.
+CLOCK_SKEW = dt.timedelta(minutes=15)
 
 
 def _check_job_type(job_type: str) -> None:
@@ -115,6 +118,7 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
         self._created: dict[str, Any] = {}
         self._result: str | None = None
         self._marker: str | None = None
+        self._scan_since: dt.datetime | None = None
 
     def execute(self, context: Context) -> Any:
         _check_job_type(self.job_type)
@@ -122,6 +126,7 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
         if self.validate_only:
             return self._dry_run(model)
         self._marker = self.marker(context)
+        self._scan_since = self._run_began(context)
         self._model = dataclasses.replace(model, generator=self._generator(model, self._marker))
         return self.execute_resumable(context)
 
@@ -166,12 +171,26 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
         reached the service; the first try skips the scan (a ListJobs walk and a GetStatus per job)."""
         return int(context["ti"].try_number or 1) > 1
 
+    @staticmethod
+    def _run_began(context: Context) -> dt.datetime | None:
+        """The earliest time an attempt of this run can have created a job: the run's run_after
+        (or logical date), which clearing the task does not move."""
+        dag_run = context.get("dag_run")
+        began = getattr(dag_run, "run_after", None) or getattr(dag_run, "logical_date", None)
+        return began - CLOCK_SKEW if began else None
+
     def find_job_by_marker(self, mark: str) -> str | None:
-        """A live job whose manifest carries this marker (this task run's), newest first."""
+        """A live job whose manifest carries this marker (this task run's), newest first.
+
+        Looks through every job created since this run began (ListJobs is newest first), so
+        however many jobs the account created meanwhile, an earlier attempt's job is found;
+        without a known start, through the newest ADOPTION_SCAN_LIMIT. Canceled jobs and jobs
+        of the other type are skipped without reading their status.
+        """
         for scanned, job in enumerate(self.hook.list_jobs()):
-            if scanned >= ADOPTION_SCAN_LIMIT:
+            if self._older_than_this_run(job, scanned):
                 break
-            if job.get("IsCanceled"):
+            if job.get("IsCanceled") or job.get("JobType", self.job_type) != self.job_type:
                 continue
             try:
                 status = self.hook.get_status(job["JobId"])
@@ -180,6 +199,12 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
             if mark in status.get("CurrentManifest", "") and self._adoptable(status["ProgressCode"]):
                 return str(job["JobId"])
         return None
+
+    def _older_than_this_run(self, job: dict[str, Any], scanned: int) -> bool:
+        if self._scan_since is None:
+            return scanned >= ADOPTION_SCAN_LIMIT
+        created = job.get("CreationDate")
+        return isinstance(created, dt.datetime) and created < self._scan_since
 
     @staticmethod
     def _adoptable(progress: str) -> bool:
