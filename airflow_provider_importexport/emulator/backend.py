@@ -12,12 +12,10 @@ import datetime as dt
 import hashlib
 import hmac
 import itertools
-import json
-import os
+import logging
 import re
 import secrets
 import string
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +25,12 @@ from typing import Any
 from airflow_provider_importexport import exceptions as exc
 from airflow_provider_importexport.emulator import labels
 from airflow_provider_importexport.emulator.auth import Account
-from airflow_provider_importexport.emulator.processing import Processor
+from airflow_provider_importexport.emulator.processing import (
+    ABORT_PROGRESS,
+    JobAborted,
+    Processor,
+    device_path_problems,
+)
 from airflow_provider_importexport.emulator.state import (
     CancelRule,
     Job,
@@ -36,7 +39,7 @@ from airflow_provider_importexport.emulator.state import (
     check_usable,
     require,
 )
-from airflow_provider_importexport.emulator.storage import S3Storage, bucket_info
+from airflow_provider_importexport.emulator.storage import S3Storage, StateStore, bucket_info
 from airflow_provider_importexport.manifest import (
     Manifest,
     ReturnAddress,
@@ -48,6 +51,8 @@ from airflow_provider_importexport.manifest import (
 )
 from airflow_provider_importexport.settings import settings_from_dict
 from airflow_provider_importexport.status import PROCESSING_FAILURES, LocationCode, Outcome, ProgressCode
+
+log = logging.getLogger(__name__)
 
 #: JobIds: 5 characters from 1-9 and A-Z without O (spec §3.1).
 JOB_ID_ALPHABET = "123456789" + string.ascii_uppercase.replace("O", "")
@@ -131,6 +136,7 @@ class ImportExportBackend:
         self._purged: set[str] = set()
         self._sequence = itertools.count()
         self._lock = threading.RLock()
+        self._store = StateStore(config.state_file) if config.state_file else None
         self._load()
 
     def now(self) -> dt.datetime:
@@ -277,6 +283,19 @@ class ImportExportBackend:
         if planned in PROCESSING_FAILURES:
             job.move(when, progress=planned)
             return
+        try:
+            self._transfer(job, when, planned)
+        except JobAborted as aborted:
+            job.abort(when, aborted.progress, aborted.reason)
+        except Exception as err:
+            # One job's failure must not leave it InProgress, where every later look at it
+            # (and every ListJobs, which advances all jobs) would fail again.
+            log.exception("processing job %s failed", job.job_id)
+            reason = f"The job was aborted: the emulator failed while processing it ({type(err).__name__}: {err})."
+            job.abort(when, ABORT_PROGRESS, reason)
+
+    def _transfer(self, job: Job, when: dt.datetime, planned: ProgressCode | None) -> None:
+        """The data transfer proper: S3 and the device folder (or a chosen outcome without a device)."""
         if planned is not None and not (job.device_path and Path(job.device_path).is_dir()):
             self._finish_synthetic(job, when, planned)
             return
@@ -310,16 +329,23 @@ class ImportExportBackend:
 
     def advance(self, job: Job) -> None:
         """Apply the time profile: every step whose time has come, at the time it came."""
-        profile, now = self.config.profile, self.now()
+        if self._advance(job):
+            self._save()  # a restart must not lose a step (or the data a processing step wrote)
+
+    def _advance(self, job: Job) -> bool:
+        """The steps of :meth:`advance`, without saving; whether any was taken."""
+        profile, now, moved = self.config.profile, self.now(), False
         for _ in range(8):  # at most one pass per stage
             step = self._next_step(job, profile)
             if step is None:
-                return
+                break
             delay, action = step
             due = (job.stage_since or job.created) + dt.timedelta(seconds=delay)
             if due > now:
-                return
+                break
             getattr(self, action)(job, due)
+            moved = True
+        return moved
 
     def _next_step(self, job: Job, profile: LifecycleProfile) -> tuple[float, str] | None:
         if job.progress is ProgressCode.EXPIRED:
@@ -346,9 +372,9 @@ class ImportExportBackend:
 
     def advance_all(self) -> None:
         with self._lock:
-            for job in list(self.jobs.values()):
-                self.advance(job)
-                self._purge_if_due(job)
+            moved = [self._advance(job) | self._purge_if_due(job) for job in list(self.jobs.values())]
+            if any(moved):
+                self._save()
 
     def _purge_if_due(self, job: Job) -> bool:
         due = (job.stage_since or job.created) + dt.timedelta(seconds=self.config.profile.purge_after)
@@ -382,6 +408,9 @@ class ImportExportBackend:
         model = parse_manifest(manifest_text, job_type=job_type)
         regions = {b: info.region for b in model.buckets() if (info := bucket_info(b))}
         manifest = load_manifest(model, job_type=job_type, bucket_regions=regions)
+        path_problems = device_path_problems(manifest)
+        if path_problems:
+            raise manifest_error(path_problems)
         if manifest.access_key_id and manifest.access_key_id != account.access_key:
             raise exc.InvalidAccessKeyIdError(
                 "The manifest's accessKeyId does not match the access key that signed the request."
@@ -442,8 +471,8 @@ class ImportExportBackend:
         """The device folder named by the manifest's deviceId under the emulator's devices folder."""
         if not self.config.devices_dir or not manifest.device_id:
             return None
-        if not re.fullmatch(r"[\w.\-]+", manifest.device_id):
-            return None
+        if not re.fullmatch(r"[\w.\-]+", manifest.device_id) or manifest.device_id in (".", ".."):
+            return None  # no folder of the devices folder has that name: the device never arrives
         return str(Path(self.config.devices_dir, manifest.device_id).resolve())
 
     def _label_address(self, params: dict[str, Any], first: Job) -> ReturnAddress:
@@ -462,35 +491,56 @@ class ImportExportBackend:
     # --- persistence ---------------------------------------------------------------------------
 
     def _save(self) -> None:
-        path = self.config.state_file
-        if not path:
-            return
-        data = {
-            "jobs": [j.to_json() for j in self.jobs.values()],
-            "purged": sorted(self._purged),
-            "documents": {k: base64.b64encode(v).decode() for k, v in self.documents.items()},
-            "clock_offset": self.clock_offset.total_seconds(),
-        }
-        folder = os.path.dirname(os.path.abspath(path))
-        with tempfile.NamedTemporaryFile("w", dir=folder, delete=False, suffix=".tmp") as handle:
-            json.dump(data, handle)
-        os.replace(handle.name, path)
+        """Save after a change; a failure is logged, not raised.
 
-    def _load(self) -> None:
-        path = self.config.state_file
-        if not path or not os.path.exists(path):
-            return
-        with open(path) as handle:
-            data = json.load(handle)
-        self.jobs = {j["job_id"]: Job.from_json(j) for j in data.get("jobs", [])}
-        self._purged.update(data.get("purged", []))
-        self.documents = {k: base64.b64decode(v) for k, v in data.get("documents", {}).items()}
-        self.clock_offset = dt.timedelta(seconds=data.get("clock_offset", 0))
-        self._sequence = itertools.count(max((j.sequence for j in self.jobs.values()), default=-1) + 1)
+        The change was made and is answered as made (a CreateJob whose job exists must not
+        answer 500); it stays in memory, and every later save, at the latest at shutdown,
+        writes it.
+        """
+        try:
+            self._write_state()
+        except OSError as err:
+            path = self._store.path if self._store else None
+            log.error("could not save the emulator state to %s (%s); the next change retries", path, err)
 
-    def save(self) -> None:
+    def checkpoint(self) -> None:
+        """Save after a change made outside the operations (e.g. an S3 write); never raises."""
         with self._lock:
             self._save()
+
+    def save(self) -> None:
+        """Save now (at shutdown); raises OSError when the state file cannot be written."""
+        with self._lock:
+            self._write_state()
+
+    def _write_state(self) -> None:
+        if self._store is None:
+            return
+        self._store.save(
+            {
+                "jobs": [j.to_json() for j in self.jobs.values()],
+                "purged": sorted(self._purged),
+                "documents": {k: base64.b64encode(v).decode() for k, v in self.documents.items()},
+                "clock_offset": self.clock_offset.total_seconds(),
+            }
+        )
+
+    def _load(self) -> None:
+        """Check the state file at start and restore jobs and S3 from it; StateFileError says what to fix."""
+        if self._store is None:
+            return
+        data = self._store.load()
+        if data is None:
+            return
+        try:
+            self.jobs = {j["job_id"]: Job.from_json(j) for j in data["jobs"]}
+            self._purged.update(data.get("purged", []))
+            self.documents = {k: base64.b64decode(v) for k, v in data.get("documents", {}).items()}
+            self.clock_offset = dt.timedelta(seconds=data.get("clock_offset", 0))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise self._store.invalid(f"a job record is damaged ({type(err).__name__}: {err})") from err
+        self._sequence = itertools.count(max((j.sequence for j in self.jobs.values()), default=-1) + 1)
+        self._store.restore_s3(data)
 
 
 def _bar_code_on_device(manifest: Manifest) -> bool:

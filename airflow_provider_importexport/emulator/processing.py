@@ -4,12 +4,18 @@ An import copies the device folder's files into the manifest's bucket (prefix,
 substitutions, ignore rules, content types); an export writes bucket objects onto the
 device folder. Both write the documented comma-separated log (spec §6.2) to the log
 bucket at ``logPrefix + import-log-/export-log- + JobId``.
+
+Nothing a manifest, a key or a link on the device names may reach outside the device
+folder: every path is resolved and checked against the device's root before it is read
+or written. A problem with one file is a row in the log; a problem with the whole job
+raises :class:`JobAborted`, which the backend turns into a failure ProgressCode.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import errno
 import hashlib
 import io
 import mimetypes
@@ -18,14 +24,20 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from botocore.exceptions import ClientError
+
 from airflow_provider_importexport.emulator.state import Job
-from airflow_provider_importexport.emulator.storage import S3Storage
+from airflow_provider_importexport.emulator.storage import S3Storage, storage_classes
 from airflow_provider_importexport.logs import LOG_COLUMNS
 from airflow_provider_importexport.manifest import (
+    INVALID,
+    ExportOperation,
     GlacierImportManifest,
     Manifest,
+    ManifestProblem,
     S3ExportManifest,
     S3ImportManifest,
+    manifest_error,
     parse_manifest,
 )
 from airflow_provider_importexport.status import ProgressCode
@@ -34,6 +46,26 @@ SIGNATURE_FILE = "SIGNATURE"
 MAX_KEY_BYTES = 1024
 MAX_NAME_BYTES = 255
 DEFAULT_RECOVERY_DIRECTORY = "EXPORT-RECOVERY"
+
+#: The ProgressCode of a job whose processing cannot go on. The status table has no code
+#: for "the manifest turned out unusable" or "the emulator failed"; every other failure
+#: code names one physical cause (signature, power supply, connectors, device type, file
+#: system) that would send the user to the wrong fix. DeviceError ("the device did not
+#: work") is the one generic abort, and the job's ProgressMessage gives the real cause.
+ABORT_PROGRESS = ProgressCode.DEVICE_ERROR
+
+
+class JobAborted(Exception):
+    """Processing cannot go on: the job ends in ``progress`` with ``reason`` as its ProgressMessage."""
+
+    def __init__(self, reason: str, progress: ProgressCode = ABORT_PROGRESS) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.progress = progress
+
+
+class OutsideDeviceError(OSError):
+    """A path on the device that resolves (through a link) to somewhere outside the device folder."""
 
 
 @dataclass
@@ -74,7 +106,10 @@ def render_log(rows: list[LogRow]) -> bytes:
 
 def signature_problem(job: Job, root: Path) -> ProgressCode | None:
     """MissingSignature / InvalidSignature when the device's SIGNATURE file is not this job's."""
-    path = root / SIGNATURE_FILE
+    try:
+        path = inside_device(root, root / SIGNATURE_FILE)
+    except OSError:
+        return ProgressCode.MISSING_SIGNATURE
     if not path.is_file():
         return ProgressCode.MISSING_SIGNATURE
     try:
@@ -93,8 +128,12 @@ class Processor:
         self.storage = storage
 
     def run(self, job: Job) -> ProcessResult:
+        """Transfer the job's data; raises JobAborted when the job as a whole cannot be done."""
         manifest = parse_manifest(job.manifest_text, job_type=job.job_type)
-        root = Path(job.device_path) if job.device_path else None
+        problems = processing_problems(manifest)
+        if problems:
+            raise JobAborted(f"The job was aborted before any data moved. {manifest_error(problems).message}")
+        root = Path(job.device_path).resolve() if job.device_path else None
         if root is None or not root.is_dir():
             if isinstance(manifest, S3ExportManifest) and root is not None:
                 root.mkdir(parents=True, exist_ok=True)
@@ -147,8 +186,8 @@ class Processor:
         if len(key.encode()) > MAX_KEY_BYTES:
             return LogRow(name, 400, "KeyTooLongError", f"{manifest.bucket}/{key[:64]}...")
         try:
-            data = (root / name).read_bytes()
-            mtime = (root / name).stat().st_mtime
+            path = inside_device(root, root / name)
+            data, mtime = path.read_bytes(), path.stat().st_mtime
         except OSError as err:
             return LogRow(name, 500, f"DeviceReadError: {err.strerror or err}")
         content_type, encoding = _content_type(manifest, name, data)
@@ -158,52 +197,62 @@ class Processor:
                 mtime, dt.timezone.utc
             ).isoformat()
         assert manifest.bucket
-        self.storage.put(
-            job.account_id,
-            manifest.bucket,
-            key,
-            data,
-            ContentType=content_type,
-            ContentEncoding=encoding,
-            ACL=manifest.acl,
-            CacheControl=manifest.cache_control,
-            ContentDisposition=manifest.content_disposition,
-            ContentLanguage=manifest.content_language,
-            StorageClass=manifest.storage_class,
-            Metadata=metadata,
-        )
+        try:
+            self.storage.put(
+                job.account_id,
+                manifest.bucket,
+                key,
+                data,
+                ContentType=content_type,
+                ContentEncoding=encoding,
+                ACL=manifest.acl,
+                CacheControl=manifest.cache_control,
+                ContentDisposition=manifest.content_disposition,
+                ContentLanguage=manifest.content_language,
+                StorageClass=manifest.storage_class,
+                Metadata=metadata,
+            )
+        except ClientError as err:
+            return _s3_error_row(name, f"{manifest.bucket}/{key}", err)
         return LogRow(name, 200, "OK", f"{manifest.bucket}/{key}", _md5(data), len(data), content_type)
 
     # -- S3 export --
     def _export(self, job: Job, manifest: S3ExportManifest, root: Path) -> list[LogRow]:
         rows: list[LogRow] = []
-        recovery = RecoveryNamer(root / (manifest.recovery_directory or DEFAULT_RECOVERY_DIRECTORY))
+        recovery = RecoveryNamer(recovery_folder(root, manifest))
         for op in manifest.operations:
             assert op.export_bucket
             for obj in self.storage.keys(job.account_id, op.export_bucket, op.prefix or ""):
-                key = obj["Key"]
-                if not _in_marker_range(key, op.begin_marker, op.end_marker):
-                    continue
-                data = self.storage.get(job.account_id, op.export_bucket, key)
-                relative = _apply(
-                    manifest.substitutions, "/".join(filter(None, [op.target_directory, op.export_bucket, key]))
-                )
-                target = root / relative if _valid_path(relative) else recovery.next()
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-                content_type = mimetypes.guess_type(key)[0] or "binary/octet-stream"
-                device_file = "/" + target.relative_to(root).as_posix()
-                rows.append(
-                    LogRow(device_file, 200, "OK", f"{op.export_bucket}/{key}", _md5(data), len(data), content_type)
-                )
+                if _in_marker_range(obj["Key"], op.begin_marker, op.end_marker):
+                    rows.append(self._export_object(job, manifest, op, obj["Key"], root, recovery))
         return rows
+
+    def _export_object(
+        self, job: Job, manifest: S3ExportManifest, op: ExportOperation, key: str, root: Path, recovery: RecoveryNamer
+    ) -> LogRow:
+        """One object onto the device; a key that cannot be a file there goes to the recovery folder."""
+        assert op.export_bucket
+        source = f"{op.export_bucket}/{key}"
+        try:
+            data = self.storage.get(job.account_id, op.export_bucket, key)
+        except ClientError as err:
+            return _s3_error_row("", source, err)
+        parts = [(op.target_directory or "").rstrip("/"), op.export_bucket, key]
+        relative = _apply(manifest.substitutions, "/".join(filter(None, parts)))
+        target = write_inside(root, root / relative, data) if _valid_path(relative) else None
+        target = target or write_inside(root, recovery.next(), data)
+        if target is None:
+            return LogRow("", 500, "DeviceWriteError: no place on the device could take this object", source)
+        content_type = mimetypes.guess_type(key)[0] or "binary/octet-stream"
+        device_file = "/" + target.relative_to(root).as_posix()
+        return LogRow(device_file, 200, "OK", source, _md5(data), len(data), content_type)
 
     # -- EBS / Glacier image --
     def _image(self, job: Job, manifest: Manifest, root: Path) -> bytes:
         digest = hashlib.md5(usedforsecurity=False)
         size = 0
         for raw in _device_files(root):
-            data = (root / os.fsdecode(raw)).read_bytes()
+            data = _image_bytes(root / os.fsdecode(raw))
             digest.update(data)
             size += len(data)
         now = dt.datetime.now(dt.timezone.utc)
@@ -265,9 +314,112 @@ def _in_marker_range(key: str, begin: str | None, end: str | None) -> bool:
     return end is None or encoded <= end.encode()
 
 
-def _valid_path(relative: str) -> bool:
+def path_problem(relative: str) -> str | None:
+    """Why ``relative`` cannot name a place inside the device folder, or None when it can."""
+    if relative.startswith("/"):
+        return "must be relative to the device's root, not an absolute path"
     parts = relative.split("/")
-    return all(p not in ("", ".", "..") and "\x00" not in p and len(p.encode()) <= MAX_NAME_BYTES for p in parts)
+    if any(p in ("", ".", "..") for p in parts):
+        return "may not have empty, '.' or '..' parts: it must stay inside the device"
+    if "\x00" in relative:
+        return "may not contain NUL characters"
+    if any(len(p.encode()) > MAX_NAME_BYTES for p in parts):
+        return f"may not have a part longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
+def _valid_path(relative: str) -> bool:
+    return path_problem(relative) is None
+
+
+def device_path_problems(manifest: Manifest) -> list[ManifestProblem]:
+    """Manifest folders that would leave the device: refused like any invalid field value."""
+    if not isinstance(manifest, S3ExportManifest):
+        return []
+    folders = [("recoveryDirectory", manifest.recovery_directory, DEFAULT_RECOVERY_DIRECTORY)]
+    folders += [
+        (f"operations[{i}].targetDirectory", op.target_directory, "backup") for i, op in enumerate(manifest.operations)
+    ]
+    found = []
+    for name, value, example in folders:
+        why = None if value is None else path_problem(value.rstrip("/"))
+        if why:
+            fix = f"use a folder relative to the device's root, e.g. {example!r}"
+            found.append(ManifestProblem(INVALID, name, f"{value!r} {why}; {fix}"))
+    return found
+
+
+def storage_class_problems(manifest: Manifest) -> list[ManifestProblem]:
+    """An import storageClass the emulator's S3 cannot store.
+
+    The service's list of valid values is not documented (spec §4.5), so CreateJob does
+    not refuse it; processing checks it before the first object is written, so a bad
+    value aborts the job instead of failing every file.
+    """
+    value = getattr(manifest, "storage_class", None)
+    if value is None or value in storage_classes():
+        return []
+    choices = ", ".join(storage_classes())
+    return [ManifestProblem(INVALID, "storageClass", f"{value!r} is not an S3 storage class; use one of {choices}")]
+
+
+def processing_problems(manifest: Manifest) -> list[ManifestProblem]:
+    """What makes a job impossible to process, found before any data moves."""
+    return device_path_problems(manifest) + storage_class_problems(manifest)
+
+
+def inside_device(root: Path, path: Path) -> Path:
+    """``path`` with every link resolved; OutsideDeviceError when that leaves ``root`` (itself resolved)."""
+    where = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+    try:
+        resolved = path.resolve()
+    except RuntimeError as err:  # Python < 3.13 reports a link loop this way
+        raise OSError(errno.ELOOP, f"{where} is a loop of links") from err
+    if not resolved.is_relative_to(root):
+        raise OutsideDeviceError(f"{where} leads outside the device through a link")
+    return resolved
+
+
+def write_inside(root: Path, path: Path, data: bytes) -> Path | None:
+    """Write a file inside the device; None when the path leaves it or the device refuses it.
+
+    A refusal covers a key that is both a file and a folder (``a/b`` and ``a/b/c``): the
+    service sends keys that cannot become file names to the recovery folder.
+    """
+    try:
+        target = inside_device(root, path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    except OSError:
+        return None
+    return path
+
+
+def recovery_folder(root: Path, manifest: S3ExportManifest) -> Path:
+    """The device's recovery folder, checked before the export writes anything."""
+    name = (manifest.recovery_directory or DEFAULT_RECOVERY_DIRECTORY).rstrip("/")
+    try:
+        inside_device(root, root / name)
+    except OSError as err:
+        raise JobAborted(
+            f"The job was aborted before any data moved: the recovery folder {err}; "
+            "remove that link from the device or choose another recoveryDirectory."
+        ) from err
+    return root / name
+
+
+def _image_bytes(path: Path) -> bytes:
+    """What a block image holds for one file: its bytes, or a link's own target text (never what it points at)."""
+    try:
+        return os.fsencode(os.readlink(path)) if path.is_symlink() else path.read_bytes()
+    except OSError as err:
+        raise JobAborted(f"The job was aborted: the device could not be read at {path.name!r} ({err}).") from err
+
+
+def _s3_error_row(file: str, key: str, err: ClientError) -> LogRow:
+    """A file S3 refused: the log shows S3's HTTP status and error code (spec §6.3)."""
+    status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
+    return LogRow(file, int(status), err.response.get("Error", {}).get("Code", "S3Error"), key)
 
 
 def _md5(data: bytes) -> str:

@@ -58,6 +58,9 @@ class Job:
     planned_outcome: str | None = None
     planned_error_count: int | None = None
     artifacts: list[dict[str, str]] = field(default_factory=list)
+    #: Why processing aborted, in this job's own words: the status table's message for the
+    #: code is generic, and a user needs the actual cause and fix.
+    progress_message: str | None = None
     #: GetStatus calls answered for this job (admin view only): how often DAGs polled it.
     status_reads: int = 0
 
@@ -80,9 +83,16 @@ class Job:
     def move(
         self, when: dt.datetime, *, location: LocationCode | None = None, progress: ProgressCode | None = None
     ) -> None:
+        if progress is not None and progress is not self.progress:
+            self.progress_message = None
         self.location = location or self.location
         self.progress = progress or self.progress
         self.stage_since = when
+
+    def abort(self, when: dt.datetime, progress: ProgressCode, reason: str) -> None:
+        """End the transfer in a failure code, keeping the specific reason as the ProgressMessage."""
+        self.move(when, progress=progress)
+        self.progress_message = reason
 
     # -- what the API shows --
     def status(self) -> dict[str, Any]:
@@ -96,9 +106,8 @@ class Job:
                 carrier=self.carrier, tracking_number=self.tracking_number
             ),
             "ProgressCode": self.progress.value,
-            "ProgressMessage": info.message.format(
-                log_key=self.log_key, log_bucket=self.log_bucket, error_count=self.error_count
-            ),
+            "ProgressMessage": self.progress_message
+            or info.message.format(log_key=self.log_key, log_bucket=self.log_bucket, error_count=self.error_count),
             "ErrorCount": self.error_count,
             "Signature": self.signature,
             "SignatureFileContents": self.signature_file_contents,
