@@ -2,6 +2,7 @@
 #   make demo   run the main job: the example import DAG end to end against the embedded emulator
 #   make test   run the test suite (what CI runs)
 #   make lint   ruff and mypy
+#   make chaos  the fault suite: 1,400 job lifecycles under faults, an emulator kill -9, trigger restarts
 
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +11,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint chaos clean
 
 install: $(STAMP)
 
@@ -26,6 +27,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest tests
+
+chaos: $(STAMP)
+	$(PY) scripts/chaos.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -203,7 +203,7 @@ class ImportExportJobTrigger(BaseTrigger):
                 ) from error
             if isinstance(error, ClientError):
                 return ended_job_status(self.job_id, translate(error, self.job_id))
-            raise
+            raise translate(error, self.job_id) from error
 
     def _event(self, state: str, message: str, status: dict[str, Any] | None = None) -> TriggerEvent:
         return TriggerEvent(
