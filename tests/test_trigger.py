@@ -11,6 +11,7 @@ import pytest
 from airflow_provider_importexport.emulator import ImportExportEmulator
 from airflow_provider_importexport.hooks.importexport import ImportExportHook
 from airflow_provider_importexport.status import PROCESSING_FAILURES, WaitFor
+from airflow_provider_importexport.triggers import importexport as triggers_module
 from airflow_provider_importexport.triggers.importexport import POOL, ImportExportJobTrigger
 from tests.helpers import import_manifest
 
@@ -23,6 +24,12 @@ def hook(aws_conn: str) -> ImportExportHook:
 @pytest.fixture
 def job_id(hook: ImportExportHook, bucket: str) -> str:
     return str(hook.create_job("Import", import_manifest(bucket))["JobId"])
+
+
+@pytest.fixture(autouse=True)
+def prompt_first_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests wait on one job each: no need to spread first polls over a minute."""
+    monkeypatch.setattr(triggers_module, "START_JITTER_SECONDS", 0.2)
 
 
 def trigger(job_id: str, **kwargs: Any) -> ImportExportJobTrigger:
@@ -206,3 +213,21 @@ async def test_missing_connection_is_a_clear_error(job_id: str) -> None:
     assert event["status"] == "error"
     assert "'not_defined_anywhere' is not defined" in event["message"]
     assert "aws_conn_id=None" in event["message"]
+
+
+async def test_first_polls_spread_over_the_interval(
+    emulator: ImportExportEmulator, hook: ImportExportHook, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restarted triggerer must not fire every wait's first poll at once."""
+    monkeypatch.setattr(triggers_module, "START_JITTER_SECONDS", 60.0)
+    jobs = [hook.create_job("Import", import_manifest(bucket, device_id=f"d{n}"))["JobId"] for n in range(12)]
+    emulator.admin.request("DELETE", "requests")
+    waits = [asyncio.create_task(first_event(trigger(job, waiter_delay=3), timeout=60)) for job in jobs]
+    await asyncio.sleep(6)  # the interval, plus opening the shared client on a busy machine
+    for wait in waits:
+        wait.cancel()
+    await asyncio.gather(*waits, return_exceptions=True)
+    first_reads = {r["job_id"]: r["at"] for r in reversed(emulator.admin.requests(action="GetStatus"))}
+    assert set(first_reads) == set(jobs)  # every wait polled within one interval ...
+    assert max(first_reads.values()) - min(first_reads.values()) > 1.0  # ... spread over it, not at once
+    assert len(emulator.admin.requests(action="GetStatus")) <= 3 * len(jobs)

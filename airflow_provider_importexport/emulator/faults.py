@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -174,6 +175,8 @@ class RequestRecord:
     outcome: str = ""
     job_id: str | None = None
     answered: bool = True
+    #: When the emulator finished with the request (seconds since the epoch).
+    at: float = 0.0
 
 
 class RequestLog:
@@ -190,7 +193,7 @@ class RequestLog:
     def add(self, **fields: Any) -> RequestRecord:
         with self._lock:
             self._seq += 1
-            record = RequestRecord(seq=self._seq, **fields)
+            record = RequestRecord(seq=self._seq, at=time.time(), **fields)
             self._records.append(record)
             return record
 

@@ -136,12 +136,13 @@ def manifest_text(manifest: ManifestLike, job_type: str | None = None) -> str:
     return model.to_yaml()
 
 
-def _masking_secrets(status: dict[str, Any]) -> dict[str, Any]:
+def with_secrets_masked(status: dict[str, Any]) -> dict[str, Any]:
+    """Register the secrets GetStatus echoes in CurrentManifest with Airflow's masker, before use."""
     register_manifest_secrets(status.get("CurrentManifest") or "")
     return status
 
 
-def _without_metadata(response: dict[str, Any]) -> dict[str, Any]:
+def without_metadata(response: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in response.items() if k != "ResponseMetadata"}
 
 
@@ -216,7 +217,7 @@ class ImportExportHook(AwsBaseHook):
         """One operation with the retry policy; failures become provider exceptions."""
         method = getattr(self.conn, operation)
         try:
-            return _without_metadata(self._retrying(self._api_name(operation), resend_if)(method, **params))
+            return without_metadata(self._retrying(self._api_name(operation), resend_if)(method, **params))
         except exc.ImportExportError:
             raise
         except (BotoCoreError, ClientError, *MAYBE_SENT_ERRORS) as error:
@@ -304,7 +305,7 @@ class ImportExportHook(AwsBaseHook):
         ``CurrentManifest`` holds the job's PIN or password as the service echoes them;
         they are registered with Airflow's secret masker before the answer is returned.
         """
-        return _masking_secrets(self._call("get_status", job_id=job_id, JobId=job_id))
+        return with_secrets_masked(self._call("get_status", job_id=job_id, JobId=job_id))
 
     def get_status_or_ended(self, job_id: str) -> dict[str, Any]:
         """GetStatus, with CanceledJobId/ExpiredJobId answered as the matching ProgressCode."""
@@ -363,9 +364,9 @@ class ImportExportHook(AwsBaseHook):
     async def get_status_async(self, job_id: str, client: Any = None) -> dict[str, Any]:
         """GetStatus through aiobotocore; pass a shared ``client`` to avoid opening one per call."""
         if client is not None:
-            return _masking_secrets(_without_metadata(await client.get_status(JobId=job_id)))
+            return with_secrets_masked(without_metadata(await client.get_status(JobId=job_id)))
         async with await self.get_async_conn() as own_client:
-            return _masking_secrets(_without_metadata(await own_client.get_status(JobId=job_id)))
+            return with_secrets_masked(without_metadata(await own_client.get_status(JobId=job_id)))
 
 
 def _log_retry(api_name: str, max_attempts: int) -> Callable[[tenacity.RetryCallState], None]:
