@@ -32,6 +32,7 @@ import random
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -68,6 +69,9 @@ FAULTS = {
 #: create task has finished (SIGNATURE written), as people do: an automatic arrival a few seconds
 #: after CreateJob could beat a retried create task, which no real shipment can.
 PROFILE = {"start_after": 1.0, "process_after": 1.0}
+#: A wait is on time when it ends within this long after its job's final state was due
+#: (arrival + start + processing): one poll interval, plus retries through faults and restarts.
+ON_TIME_SLACK = 15.0
 MAX_TRIES = 8  # the create task's retries: Airflow would retry a failed attempt this often
 WAITER_DELAY = 2.0
 #: The connection's read timeout: a latency spike beyond it is an answer lost in transit.
@@ -194,6 +198,7 @@ class Lifecycle:
     create_error: str = ""
     event: dict[str, Any] = field(default_factory=dict)
     ended_at: float = 0.0
+    shipped_at: float = 0.0
     retriggered: int = 0
 
 
@@ -254,6 +259,7 @@ def ship_device(life: Lifecycle, admin_endpoint: str) -> None:
     while True:
         try:
             admin.act(str(life.job_id), "receive")
+            life.shipped_at = time.monotonic()
             return
         except (OSError, AdminError) as error:
             if time.monotonic() > deadline:
@@ -343,6 +349,7 @@ class PhaseResult:
     wall_s: float
     requests: Counter[str]
     faults: dict[str, int]
+    lateness_s: list[float] = field(default_factory=list)
     retriggered: int = 0
     restarts: int = 0
     problems: list[str] = field(default_factory=list)
@@ -372,6 +379,7 @@ def tally(
     records = [r for r in admin.requests() if r["action"] != "CreateJob" or r["job_id"] in jobs]
     problems: list[str] = []
     ended_ok = 0
+    lateness: list[float] = []
     for life in lives:
         marker = life_marker(life)
         if markers[marker] > 1:
@@ -388,6 +396,9 @@ def tally(
         want = expected_state(job) if job else "missing"
         if life.event.get("status") == want:
             ended_ok += 1
+            lateness.append(life.ended_at - life.shipped_at - sum(PROFILE.values()))
+            if lateness[-1] > WAITER_DELAY * 1.1 + ON_TIME_SLACK:
+                problems.append(f"job {life.job_id}: the wait ended {lateness[-1]:.1f} s after the job did")
         else:
             problems.append(f"job {life.job_id}: the wait said {life.event.get('status')!r}, the job is {want!r}")
     faults_now = admin.fault_counts()
@@ -402,6 +413,7 @@ def tally(
         wall_s=wall,
         requests=Counter(r["action"] for r in records),
         faults={k: faults_now.get(k, 0) - faults_before.get(k, 0) for k in faults_now if k != "none"},
+        lateness_s=lateness,
         retriggered=sum(life.retriggered for life in lives),
         restarts=restarts,
         problems=problems,
@@ -454,13 +466,14 @@ def render(results: list[PhaseResult], machine: str) -> str:
         "",
         f"Run on {machine}, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.",
         "",
-        "| phase | jobs intended | jobs created | duplicates | waits | ended correctly | lost | wall time |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| phase | jobs intended | jobs created | duplicates | waits | ended correctly | lost "
+        "| wait ended after the job, median / max | wall time |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r.name} | {r.intended} | {r.created} | {r.duplicates} | {r.waits} | {r.ended_ok} | {r.lost} "
-            f"| {r.wall_s:.0f} s |"
+            f"| {statistics.median(r.lateness_s or [0]):.1f} s / {max(r.lateness_s or [0]):.1f} s | {r.wall_s:.0f} s |"
         )
     lines += ["", "Calls made and faults injected, per phase:", ""]
     for r in results:
