@@ -16,7 +16,7 @@ os.environ.setdefault("AIRFLOW_HOME", os.path.join(tempfile.gettempdir(), "impor
 
 from airflow_provider_importexport.emulator.auth import DEFAULT_ACCOUNT, Account
 from airflow_provider_importexport.emulator.backend import PROFILES, LifecycleProfile
-from airflow_provider_importexport.emulator.client import AdminError, EmulatorAdmin
+from airflow_provider_importexport.emulator.client import TOKEN_ENV, AdminError, EmulatorAdmin
 from airflow_provider_importexport.emulator.faults import FaultConfig
 from airflow_provider_importexport.emulator.server import EmulatorServer, EmulatorSettings
 from airflow_provider_importexport.emulator.state import CancelRule
@@ -28,7 +28,11 @@ def serve_parser() -> argparse.ArgumentParser:
         description="Local AWS Import/Export emulator (with moto S3 on the same endpoint). "
         "Use 'importexport-emulator admin --help' to drive running jobs.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: 127.0.0.1); any address beyond loopback needs --admin-token",
+    )
     parser.add_argument("--port", type=int, default=5050, help="port to bind; 0 picks a free one (default: 5050)")
     parser.add_argument(
         "--account",
@@ -54,7 +58,19 @@ def serve_parser() -> argparse.ArgumentParser:
         "--faults", default="{}", help='fault rates as JSON, e.g. \'{"throttle_rate": 0.1, "seed": 1}\''
     )
     parser.add_argument("--verbose", action="store_true", help="log every request")
+    _add_token_option(
+        parser, "the admin API then requires it (Authorization: Bearer TOKEN); required with a --host beyond loopback"
+    )
     return parser
+
+
+def _add_token_option(parser: argparse.ArgumentParser, effect: str) -> None:
+    parser.add_argument(
+        "--admin-token",
+        default=os.environ.get(TOKEN_ENV) or None,
+        metavar="TOKEN",
+        help=f"admin API token (default: ${TOKEN_ENV}, which keeps it out of the process list); {effect}",
+    )
 
 
 def settings_from(args: argparse.Namespace) -> EmulatorSettings:
@@ -67,21 +83,37 @@ def settings_from(args: argparse.Namespace) -> EmulatorSettings:
         cancel_rule=CancelRule(args.cancel_rule),
         devices_dir=args.devices_dir,
         state_file=args.state_file,
-        faults=FaultConfig.from_dict(json.loads(args.faults)),
+        faults=FaultConfig.from_dict(_json_object(args.faults, "--faults")),
         daily_create_quota=args.daily_create_quota,
         ended_job_status=args.ended_job_status,
         verbose=args.verbose,
+        admin_token=args.admin_token,
     )
+
+
+def _json_object(text: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise ValueError(f"{option} takes a JSON object: {err}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{option} takes a JSON object such as '{{\"throttle_rate\": 0.1}}', got {text!r}")
+    return value
 
 
 def serve(argv: list[str]) -> int:
     args = serve_parser().parse_args(argv)
     try:
         settings = settings_from(args)
-    except ValueError as err:
+    except (ValueError, TypeError) as err:
         serve_parser().error(str(err))
-    server = EmulatorServer(settings)
+    try:
+        server = EmulatorServer(settings)
+    except OSError as err:
+        serve_parser().error(f"cannot listen on {settings.host}:{settings.port}: {err.strerror or err}")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    if server.exposure_warning:
+        print(server.exposure_warning, file=sys.stderr, flush=True)
     print(f"importexport-emulator ready on {server.endpoint_url} (profile {args.profile})", flush=True)
     try:
         server.serve_forever()
@@ -95,6 +127,7 @@ def serve(argv: list[str]) -> int:
 def admin(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="importexport-emulator admin", description="Drive a running emulator.")
     parser.add_argument("--endpoint-url", default="http://127.0.0.1:5050")
+    _add_token_option(parser, "needed when the emulator was started with one")
     sub = parser.add_subparsers(dest="command", required=True)
     for action in ("ship", "receive", "start", "expire"):
         sub.add_parser(action, help=f"{action} a job's device").add_argument("job_id")
@@ -120,10 +153,10 @@ def admin(argv: list[str]) -> int:
     bucket.add_argument("--region", default="us-east-1")
     bucket.add_argument("--access-key")
     args = parser.parse_args(argv)
-    client = EmulatorAdmin(args.endpoint_url)
+    client = EmulatorAdmin(args.endpoint_url, token=args.admin_token or "")
     try:
         result = _run_admin(client, args)
-    except AdminError as err:
+    except (AdminError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2, default=str))
@@ -146,7 +179,7 @@ def _run_admin(client: EmulatorAdmin, args: argparse.Namespace) -> Any:
     if command == "status":
         return client.job(args.job_id)
     if command == "faults":
-        return client.set_faults(**json.loads(args.settings))
+        return client.set_faults(**_json_object(args.settings, "faults"))
     if command == "clock":
         return client.advance_clock(args.seconds)
     return client.create_bucket(args.bucket, args.region, args.access_key)

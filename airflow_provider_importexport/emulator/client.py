@@ -3,30 +3,47 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from typing import Any
 
 
 class AdminError(RuntimeError):
-    """The admin API refused a request; the message is its explanation."""
+    """The admin API refused a request; the message is its explanation, ``status`` its HTTP status."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+#: Environment variable with the admin token: the default of the CLI's --admin-token and of EmulatorAdmin.
+TOKEN_ENV = "IMPORTEXPORT_EMULATOR_ADMIN_TOKEN"
 
 
 class EmulatorAdmin:
-    def __init__(self, endpoint_url: str, timeout: float = 30) -> None:
+    """Admin API client; ``token`` (default: ``$IMPORTEXPORT_EMULATOR_ADMIN_TOKEN``) is sent as a
+    bearer token, which an emulator started with an admin token requires."""
+
+    def __init__(self, endpoint_url: str, timeout: float = 30, token: str | None = None) -> None:
         self.endpoint_url = endpoint_url.rstrip("/")
         self.base = self.endpoint_url + "/_importexport"
         self.timeout = timeout
+        self.token = token if token is not None else os.environ.get(TOKEN_ENV) or None
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         url = f"{self.base}/{path.lstrip('/')}"
         if not url.startswith(("http://", "https://")):
             raise AdminError(f"the admin API needs an http(s) endpoint URL, not {self.base!r}")
-        request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})  # noqa: S310
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                 return json.loads(response.read() or b"null")
@@ -36,7 +53,7 @@ class EmulatorAdmin:
                 message = json.loads(raw).get("message", str(err))
             except (ValueError, AttributeError):
                 message = raw.decode(errors="replace") or str(err)
-            raise AdminError(message) from None
+            raise AdminError(message, err.code) from None
 
     def health(self) -> dict[str, Any]:
         return self.request("GET", "health")
@@ -81,8 +98,9 @@ class EmulatorAdmin:
 def spawn(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], EmulatorAdmin]:
     """Start the emulator in its own process on a free port (plus ``args``); wait for its ready line.
 
-    Returns the process (terminate it when done) and an admin client; the endpoint is
-    ``client.endpoint_url``.
+    Returns the process (terminate it when done) and an admin client, which sends the admin
+    token given as ``--admin-token`` or in ``env`` (or this process's environment); the
+    endpoint is ``client.endpoint_url``.
     """
     command = [sys.executable, "-m", "airflow_provider_importexport.emulator", "--port", "0", *args]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)  # noqa: S603 - our own module
@@ -92,4 +110,14 @@ def spawn(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Pop
     if not match:
         process.kill()
         raise AdminError(f"the emulator did not start: {line!r}")
-    return process, EmulatorAdmin(match.group(1))
+    return process, EmulatorAdmin(match.group(1), token=_token_of(args, os.environ if env is None else env))
+
+
+def _token_of(args: tuple[str, ...], env: Mapping[str, str]) -> str | None:
+    """The admin token a command line gives the emulator (the flag wins over the environment)."""
+    for i, arg in enumerate(args):
+        if arg == "--admin-token" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--admin-token="):
+            return arg.split("=", 1)[1]
+    return env.get(TOKEN_ENV) or None

@@ -2,7 +2,10 @@
 
 Both directions are driven by botocore's own service model for ``importexport``
 (through moto's model-driven query parser and serializer), so what the emulator reads
-and writes is exactly what botocore sends and expects.
+and writes is exactly what botocore sends and expects. Parameters may come in a POST's
+form body, in the query string, or both (the query protocol allows GET too); scalar
+values are checked against the model before parsing, so a bad ``MaxJobs`` or
+``ValidateOnly`` is the service's ``InvalidParameterException``, never a crash or a guess.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
@@ -26,12 +29,51 @@ from airflow_provider_importexport.exceptions import (
     InvalidParameterError,
     InvalidVersionError,
     MissingParameterError,
+    RequestError,
 )
 
 API_VERSION = "2010-06-01"
 NAMESPACE = f"http://importexport.amazonaws.com/doc/{API_VERSION}/"
 #: The largest request body accepted; a manifest is a few KiB.
 MAX_BODY_BYTES = 1024 * 1024
+_READ_SLICE = 1024 * 1024
+#: The response header that carries the request id, as AWS query services send it.
+REQUEST_ID_HEADER = "x-amzn-RequestId"
+_INT32 = (-(2**31), 2**31 - 1)
+#: Characters XML 1.0 cannot carry even as references; they become U+FFFD.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+class PayloadTooLarge(RequestError):
+    code = "RequestEntityTooLarge"
+    http_status = 413
+
+
+def read_body(environ: dict[str, Any], limit: int) -> bytes:
+    """The request body, announced by Content-Length or sent chunked. Over ``limit`` is a 413,
+    refused before reading (chunked: one byte past the limit); read in slices, so a large
+    announced length costs no memory up front."""
+    stream = environ["wsgi.input"]
+    if environ.get("wsgi.input_terminated"):
+        remaining = limit + 1
+    else:
+        text = (environ.get("CONTENT_LENGTH") or "0").strip()
+        if not text.isdigit():
+            raise InvalidParameterError(f"Content-Length must be a number of bytes, not {text[:20]!r}.")
+        remaining = int(text)
+        if remaining > limit:
+            raise PayloadTooLarge(f"The request body is {remaining} bytes; the limit is {limit}.")
+    chunks = []
+    while remaining > 0:
+        chunk = stream.read(min(remaining, _READ_SLICE))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"The request body is over the limit of {limit} bytes.")
+    return data
 
 
 @functools.lru_cache(maxsize=1)
@@ -64,11 +106,29 @@ def decode_form(body: bytes) -> dict[str, str]:
     return dict(pairs)
 
 
+def decode_query(query: str) -> dict[str, str]:
+    """Parameters in the query string, decoded like form fields (a GET carries them all)."""
+    return dict(parse_qsl(query, keep_blank_values=True))
+
+
+def request_params(query: dict[str, str], form: dict[str, str]) -> dict[str, str]:
+    """One parameter set from the query string and the form body; a name in both must agree."""
+    clashes = sorted(name for name in query.keys() & form.keys() if query[name] != form[name])
+    if clashes:
+        raise InvalidParameterError(
+            f"Parameter {clashes[0]} is given twice with different values (query string and body); send it once."
+        )
+    return {**query, **form}
+
+
 def parse_call(form: dict[str, str]) -> ApiCall:
-    """Dispatch on ``Action`` (any query string on the path is ignored, as the service does)."""
+    """Dispatch on ``Action`` (any other query string parameter is ignored, as the service does)."""
     action = form.get("Action")
     if not action:
-        raise MissingParameterError("The request must contain the parameter Action.")
+        raise MissingParameterError(
+            f"The request must contain the parameter Action, one of {', '.join(sorted(operation_names()))}.",
+            code="MissingAction",
+        )
     if action not in operation_names():
         raise InvalidParameterError(
             f"Could not find operation {action}; the service supports {', '.join(sorted(operation_names()))}.",
@@ -78,6 +138,7 @@ def parse_call(form: dict[str, str]) -> ApiCall:
     if version and version != API_VERSION:
         raise InvalidParameterError(f"Version {version} is not supported; use Version={API_VERSION}.")
     operation = service_model().operation_model(action)
+    _check_scalars(operation, form)
     params = QueryParser(operation).parse(
         {
             "values": MultiDict(form),
@@ -91,6 +152,20 @@ def parse_call(form: dict[str, str]) -> ApiCall:
     _check_required(operation, params)
     _check_client_version(params.get("APIVersion"))
     return ApiCall(action, params, str(uuid.uuid4()))
+
+
+def _check_scalars(operation: OperationModel, form: dict[str, str]) -> None:
+    """Integers and booleans must be spelled as the query protocol spells them."""
+    shape = operation.input_shape
+    for name, member in shape.members.items() if shape else []:
+        value = form.get(name)
+        if value is None:
+            continue
+        if member.type_name in ("integer", "long"):
+            if not re.fullmatch(r"[+-]?\d{1,19}", value) or not _INT32[0] <= int(value) <= _INT32[1]:
+                raise InvalidParameterError(f"Parameter {name} must be a whole number, got {value[:40]!r}.")
+        elif member.type_name == "boolean" and value.lower() not in ("true", "false"):
+            raise InvalidParameterError(f"Parameter {name} must be true or false, got {value[:40]!r}.")
 
 
 def _check_required(operation: OperationModel, params: dict[str, Any]) -> None:
@@ -114,25 +189,52 @@ class Response:
     status: int
     body: bytes
     content_type: str = "text/xml"
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    request_id_header: str = REQUEST_ID_HEADER
+
+    def headers(self) -> list[tuple[str, str]]:
+        return [
+            ("Content-Type", self.content_type),
+            ("Content-Length", str(len(self.body))),
+            (self.request_id_header, self.request_id),
+        ]
+
+
+def xml_text(serialized: str) -> bytes:
+    """Make serialized XML carry its text exactly: a carriage return, which an XML parser would
+    turn into a line feed, becomes ``&#13;``; characters XML cannot hold at all become U+FFFD."""
+    return _NOT_XML.sub("\ufffd", serialized).replace("\r", "&#13;").encode()
 
 
 def success(call: ApiCall, result: dict[str, Any]) -> Response:
     operation = service_model().operation_model(call.action)
     serialized = QuerySerializer(operation, SerializationContext(call.request_id)).serialize(result)
     body = serialized["body"]
-    return Response(200, body.encode() if isinstance(body, str) else body)
+    return Response(200, xml_text(body.decode() if isinstance(body, bytes) else body), request_id=call.request_id)
 
 
 def error(code: str, message: str, *, status: int = 400, request_id: str | None = None) -> Response:
     """The service's error envelope; ``Code`` is the modeled shape name botocore maps to a class."""
     kind = "Receiver" if status >= 500 else "Sender"
+    request_id = request_id or str(uuid.uuid4())
     body = (
         f'<ErrorResponse xmlns="{NAMESPACE}"><Error><Type>{kind}</Type>'
         f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message></Error>"
-        f"<RequestId>{request_id or uuid.uuid4()}</RequestId></ErrorResponse>"
+        f"<RequestId>{request_id}</RequestId></ErrorResponse>"
     )
-    return Response(status, body.encode())
+    return Response(status, xml_text(body), request_id=request_id)
 
 
 def error_from(err: ImportExportError, request_id: str | None = None) -> Response:
     return error(err.code, err.message, status=err.http_status, request_id=request_id)
+
+
+def s3_error(code: str, message: str, status: int, *, with_body: bool = True) -> Response:
+    """S3's error document (no body for HEAD, as S3 sends none)."""
+    request_id = uuid.uuid4().hex[:16].upper()
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
+        f"<RequestId>{request_id}</RequestId></Error>"
+    )
+    return Response(status, xml_text(body) if with_body else b"", "application/xml", request_id, "x-amz-request-id")

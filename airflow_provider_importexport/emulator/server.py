@@ -1,30 +1,53 @@
 """Routing: one HTTP endpoint for the Import/Export API, moto's S3, and the admin API.
 
-A request signed for S3 (or not a query-protocol POST) goes to moto's S3 app, with the
-emulator account of its access key as moto's account; a query-protocol POST goes to the
-Import/Export API; ``/_importexport/...`` is the admin API, outside the AWS API (like
-moto's ``/moto-api/``). So one ``endpoint_url`` in an Airflow AWS connection serves both
-services.
+``/_importexport/...`` is the admin API, outside the AWS API (like moto's ``/moto-api/``).
+Every other request is told apart by what it is signed for, then by its parameters:
+
+1. a SigV4 credential scope (``Authorization`` header or presigned ``X-Amz-Credential``)
+   naming ``s3`` goes to S3, any other scope to the Import/Export API;
+2. an S3 SigV2 ``Authorization: AWS ...`` header goes to S3;
+3. an ``Action`` or ``SignatureVersion`` parameter (query string), or a form-encoded POST,
+   goes to the API (the query protocol allows GET and parameters in the query string);
+4. anything else goes to S3.
+
+S3 requests are authenticated against the emulator's accounts like API requests, run in
+moto as the signing account, and may only touch that account's buckets. So one
+``endpoint_url`` in an Airflow AWS connection serves both services, and "jobs and buckets
+belong to the account that made them" holds on both.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import io
+import ipaddress
 import logging
-import re
+import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
+from xml.parsers.expat import ExpatError
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from airflow_provider_importexport import exceptions as exc
 from airflow_provider_importexport.emulator import protocol
-from airflow_provider_importexport.emulator.admin import AdminApp
-from airflow_provider_importexport.emulator.auth import DEFAULT_ACCOUNT, Account, Authenticator, SignedRequest
+from airflow_provider_importexport.emulator.admin import AdminApp, DocumentLinks
+from airflow_provider_importexport.emulator.auth import (
+    DEFAULT_ACCOUNT,
+    DENIED,
+    Account,
+    Authenticator,
+    AuthError,
+    SignedRequest,
+    body_hash_to_check,
+    check_payload,
+)
 from airflow_provider_importexport.emulator.backend import BackendConfig, ImportExportBackend, LifecycleProfile
 from airflow_provider_importexport.emulator.client import EmulatorAdmin
 from airflow_provider_importexport.emulator.faults import (
@@ -35,14 +58,14 @@ from airflow_provider_importexport.emulator.faults import (
     RequestLog,
 )
 from airflow_provider_importexport.emulator.state import CancelRule
-from airflow_provider_importexport.emulator.storage import S3Storage, reset_s3
+from airflow_provider_importexport.emulator.storage import S3Storage, bucket_info, reset_s3
 
 log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
 ADMIN_PREFIX = "/_importexport/"
-_SCOPE_SERVICE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
-_SCOPE_KEY = re.compile(r"Credential=([^/]+)/")
+#: The largest S3 body read to check its SHA-256 (S3's limit for one PUT).
+S3_MAX_BODY_BYTES = 5 * 1024**3
 
 
 @dataclass
@@ -60,11 +83,47 @@ class EmulatorSettings:
     daily_create_quota: int = 50
     ended_job_status: str = "progress"
     verbose: bool = False
+    #: Token the admin API requires (``Authorization: Bearer TOKEN``); required beyond loopback.
+    admin_token: str | None = None
 
     def __post_init__(self) -> None:
         self.cancel_rule = CancelRule(self.cancel_rule)
         if self.ended_job_status not in ("progress", "error"):
             raise ValueError(f"ended_job_status must be 'progress' or 'error', not {self.ended_job_status!r}")
+        if not self.accounts:
+            raise ValueError("the emulator needs at least one account")
+        if not self.admin_token and not is_loopback(self.host):
+            raise ValueError(
+                f"the emulator would listen on {self.host}, beyond this machine, with an admin API anyone "
+                "could use (lifecycle, faults, attaching local folders): set an admin token with "
+                "--admin-token or IMPORTEXPORT_EMULATOR_ADMIN_TOKEN (admin_token=... in Python), "
+                "or listen on 127.0.0.1"
+            )
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` (an address or a name) only reaches this machine."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None) if host else []
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
+
+
+def exposure_warning(host: str) -> str | None:
+    """What to tell the user when the emulator listens beyond loopback (None on loopback)."""
+    if is_loopback(host):
+        return None
+    return (
+        f"warning: the importexport emulator listens on {host or 'every interface'}, beyond this machine. "
+        "Anyone who can reach it can use its accounts (the default account's keys are AWS's public "
+        "documentation example) and its S3 data; the admin API needs the admin token. "
+        "It is a test tool: keep it on a trusted network."
+    )
 
 
 class EmulatorApp:
@@ -92,7 +151,9 @@ class EmulatorApp:
                 state_file=settings.state_file,
             ),
         )
-        self.admin = AdminApp(self)
+        #: Document links the API hands out are signed with a key made at start.
+        self.links = DocumentLinks(secrets.token_bytes(32))
+        self.admin = AdminApp(self, self.links, settings.admin_token)
         self.s3_app = create_backend_app("s3")
         self.operations: dict[str, Callable[[Account, dict[str, Any], str], dict[str, Any]]] = {
             "CreateJob": self.backend.create_job,
@@ -104,33 +165,57 @@ class EmulatorApp:
         }
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "/")
-        if path.startswith(ADMIN_PREFIX):
+        route = request_route(environ)
+        if route == "admin":
             return self.admin(environ, start_response)
-        if self._is_api_request(environ):
+        if route == "api":
             response = self.handle_api(environ)
             if response is None:
                 return []
-            start_response(
-                f"{response.status} {_REASONS.get(response.status, 'Error')}",
-                [("Content-Type", response.content_type), ("Content-Length", str(len(response.body)))],
-            )
-            return [response.body]
-        return self._s3(environ, start_response)
+        else:
+            try:
+                return self._s3(environ, start_response)
+            except AuthError as err:
+                response = _s3_error_from(err, environ)
+            except exc.RequestError as err:  # the body: too large, or a bad Content-Length
+                code = "EntityTooLarge" if isinstance(err, protocol.PayloadTooLarge) else "InvalidArgument"
+                response = protocol.s3_error(code, err.message, 400, with_body=_has_body(environ))
+            except Exception as err:  # moto raised instead of answering: never a traceback
+                response = _s3_failure(err, environ)
+        start_response(f"{response.status} {_REASONS.get(response.status, 'Error')}", response.headers())
+        return [response.body]
 
-    @staticmethod
-    def _is_api_request(environ: dict[str, Any]) -> bool:
-        scope = _SCOPE_SERVICE.search(environ.get("HTTP_AUTHORIZATION", ""))
-        if scope:
-            return scope.group(1) != "s3"
-        content_type = environ.get("CONTENT_TYPE", "")
-        return environ.get("REQUEST_METHOD") == "POST" and content_type.startswith("application/x-www-form-urlencoded")
+    # --- S3 ---------------------------------------------------------------------------------------
 
     def _s3(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        key = _SCOPE_KEY.search(environ.get("HTTP_AUTHORIZATION", ""))
-        account = self.authenticator.account_for_key(key.group(1)) if key else None
-        environ["HTTP_X_MOTO_ACCOUNT_ID"] = (account or self.settings.accounts[0]).account_id
+        """Authenticate, check the body's declared SHA-256 and the bucket's owner, then let moto answer
+        as the signing account (moto itself would let any account into any bucket)."""
+        virtual = _virtual_hosted(environ)
+        bucket, key = s3_bucket_and_key(environ, virtual)
+        request = _signed_request(environ, b"", {})
+        if bucket and virtual:  # SigV2 signs "/bucket/key" for bucket.host/key
+            request = dataclasses.replace(request, s3_resource=f"/{bucket}{request.path}")
+        account = self.authenticator.authenticate_s3(request)
+        expected = body_hash_to_check(request.headers)
+        if expected is not None:
+            body = protocol.read_body(environ, S3_MAX_BODY_BYTES)
+            check_payload(expected, body)
+            environ["wsgi.input"] = io.BytesIO(body)
+        if bucket:
+            self._check_bucket_owner(bucket, key, environ, account)
+        environ["HTTP_X_MOTO_ACCOUNT_ID"] = account.account_id
         return self.s3_app(environ, start_response)
+
+    @staticmethod
+    def _check_bucket_owner(bucket: str, key: str, environ: dict[str, Any], account: Account) -> None:
+        info = bucket_info(bucket)
+        if info is None or info.owner_account_id == account.account_id:
+            return
+        if environ.get("REQUEST_METHOD") == "PUT" and not key and not environ.get("QUERY_STRING"):
+            return  # CreateBucket on a taken name: moto answers BucketAlreadyExists, as S3 does
+        raise AuthError(
+            DENIED, f"Access Denied: bucket {bucket} belongs to another account; sign with that account's keys."
+        )
 
     # --- the Import/Export API ------------------------------------------------------------------
 
@@ -184,15 +269,17 @@ class EmulatorApp:
             return protocol.error("InternalFailure", "The emulator failed; see its log.", status=500)
 
     def _answer(self, environ: dict[str, Any]) -> protocol.Response:
-        body = _read_body(environ)
-        form = protocol.decode_form(body)
+        body = protocol.read_body(environ, protocol.MAX_BODY_BYTES)
+        form = protocol.decode_form(body) if environ.get("REQUEST_METHOD") != "GET" else {}
         account = self.authenticator.authenticate(_signed_request(environ, body, form))
-        call = protocol.parse_call(form)
+        call = protocol.parse_call(
+            protocol.request_params(protocol.decode_query(environ.get("QUERY_STRING", "")), form)
+        )
         try:
             result = self._perform(call, account)
         except exc.ImportExportError as err:
             return protocol.error_from(err, call.request_id)
-        return protocol.success(call, result)
+        return protocol.success(call, self.links.sign_result(result))
 
 
 class _NoServiceAnswer(Exception):
@@ -220,23 +307,89 @@ def _raise_fault(effect: str) -> None:
     raise _InjectedFault(*FAULTS[effect])
 
 
-class _PayloadTooLarge(exc.RequestError):
-    code = "RequestEntityTooLarge"
-    http_status = 413
+_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 409: "Conflict",
+            413: "Payload Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}  # fmt: skip
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 413: "Payload Too Large", 500: "Internal Server Error",
-            503: "Service Unavailable"}  # fmt: skip
+def request_route(environ: dict[str, Any]) -> str:
+    """ "admin", "api" or "s3": see the module docstring for the order of the rules."""
+    if environ.get("PATH_INFO", "/").startswith(ADMIN_PREFIX):
+        return "admin"
+    header = environ.get("HTTP_AUTHORIZATION", "")
+    query = protocol.decode_query(environ.get("QUERY_STRING", ""))
+    service = _scope_service(header, query)
+    if service is not None:
+        return "s3" if service == "s3" else "api"
+    if header.startswith("AWS "):
+        return "s3"
+    if "Action" in query or "SignatureVersion" in query:
+        return "api"
+    form_post = environ.get("REQUEST_METHOD") == "POST" and environ.get("CONTENT_TYPE", "").startswith(
+        "application/x-www-form-urlencoded"
+    )
+    return "api" if form_post else "s3"
 
 
-def _read_body(environ: dict[str, Any]) -> bytes:
-    try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        length = 0
-    if length > protocol.MAX_BODY_BYTES:
-        raise _PayloadTooLarge(f"The request body is {length} bytes; the limit is {protocol.MAX_BODY_BYTES}.")
-    return environ["wsgi.input"].read(length) if length else b""
+def _scope_service(header: str, query: dict[str, str]) -> str | None:
+    """The service named in a SigV4 credential scope (KEY/DATE/REGION/SERVICE/aws4_request)."""
+    credential = query.get("X-Amz-Credential", "")
+    if header.startswith("AWS4-"):
+        credential = header.partition("Credential=")[2].split(",")[0].strip()
+    scope = credential.split("/")
+    return scope[3] if len(scope) == 5 else None
+
+
+def s3_bucket_and_key(environ: dict[str, Any], virtual: bool) -> tuple[str, str]:
+    """The bucket and key an S3 request names (``virtual``: the bucket is in the host name)."""
+    path = environ.get("PATH_INFO", "/")
+    if virtual:
+        from moto.s3.utils import bucket_name_from_url
+
+        host = environ.get("HTTP_HOST", "")
+        return bucket_name_from_url(f"http://{host}/") or "", path.lstrip("/")
+    bucket, _, key = path.lstrip("/").partition("/")
+    return bucket, key
+
+
+def _virtual_hosted(environ: dict[str, Any]) -> bool:
+    """Whether moto reads the bucket from the host name (its rules, so both agree on the bucket)."""
+    from moto.s3.responses import S3Response
+
+    host = environ.get("HTTP_HOST", "")
+    return bool(S3Response.subdomain_based_buckets(SimpleNamespace(headers={"host": host}, url=f"http://{host}/")))
+
+
+def _has_body(environ: dict[str, Any]) -> bool:
+    return environ.get("REQUEST_METHOD") != "HEAD"
+
+
+def _s3_error_from(err: AuthError, environ: dict[str, Any]) -> protocol.Response:
+    failure = err.failure
+    return protocol.s3_error(failure.s3_code, err.message, failure.s3_status, with_body=_has_body(environ))
+
+
+def _s3_failure(err: Exception, environ: dict[str, Any]) -> protocol.Response:
+    """What S3 answers when moto raised: bad XML or values are the client's error (a 400, which
+    SDKs do not retry), anything else an internal error, logged with its traceback."""
+    with_body = _has_body(environ)
+    if isinstance(err, ExpatError):
+        return protocol.s3_error(
+            "MalformedXML",
+            f"The XML you provided was not well-formed or did not validate against our published schema ({err}).",
+            400,
+            with_body=with_body,
+        )
+    if isinstance(err, ValueError):
+        return protocol.s3_error(
+            "InvalidArgument",
+            f"A value in this request cannot be read ({err}); check its query parameters, headers and body.",
+            400,
+            with_body=with_body,
+        )
+    log.exception("the emulator's S3 failed on %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+    return protocol.s3_error(
+        "InternalError", "We encountered an internal error. Please try again.", 500, with_body=with_body
+    )
 
 
 def _signed_request(environ: dict[str, Any], body: bytes, form: dict[str, str]) -> SignedRequest:
@@ -293,6 +446,8 @@ class EmulatorServer:
         self.app = EmulatorApp(self.settings, self.endpoint_url)
         self._server.app = self.app  # type: ignore[assignment]
         self._thread: threading.Thread | None = None
+        #: Set when the emulator listens beyond loopback; logged at start, printed by the CLI.
+        self.exposure_warning = exposure_warning(self.settings.host)
 
     @property
     def backend(self) -> ImportExportBackend:
@@ -302,6 +457,8 @@ class EmulatorServer:
         self._server.serve_forever(poll_interval=0.2)
 
     def start(self) -> EmulatorServer:
+        if self.exposure_warning:
+            log.warning(self.exposure_warning)
         self._thread = threading.Thread(target=self.serve_forever, name="importexport-emulator", daemon=True)
         self._thread.start()
         return self
@@ -338,14 +495,15 @@ class ImportExportEmulator(EmulatorServer):
     """The emulator on a free port in a background thread: ``with ImportExportEmulator() as emu:``.
 
     Keyword arguments are :class:`EmulatorSettings` fields; ``profile`` may be a profile
-    name (``manual``, ``demo``, ``fast``).
+    name (``manual``, ``demo``, ``fast``). ``admin`` is an admin client that sends the
+    ``admin_token``, if one was given.
     """
 
     def __init__(self, **settings: Any) -> None:
         if isinstance(settings.get("profile"), str):
             settings["profile"] = LifecycleProfile.named(settings["profile"])
         super().__init__(EmulatorSettings(**settings))
-        self.admin = EmulatorAdmin(self.endpoint_url)
+        self.admin = EmulatorAdmin(self.endpoint_url, token=self.settings.admin_token)
 
     def __enter__(self) -> ImportExportEmulator:
         self.start()
