@@ -88,7 +88,7 @@ def test_query_string_on_path_is_ignored(emulator: ImportExportEmulator) -> None
     ("form", "code"),
     [
         ({"Action": "DescribeEverything"}, "InvalidAction"),
-        ({"Version": "2010-06-01"}, "MissingParameterException"),
+        ({"Version": "2010-06-01"}, "MissingAction"),
         ({"Action": "GetStatus"}, "MissingParameterException"),
         ({"Action": "CreateJob", "JobType": "Import"}, "MissingParameterException"),
         ({"Action": "CreateJob", "JobType": "Transfer", "Manifest": "x"}, "InvalidParameterException"),

@@ -111,6 +111,8 @@ def serve(argv: list[str]) -> int:
         server = EmulatorServer(settings)
     except OSError as err:
         serve_parser().error(f"cannot listen on {settings.host}:{settings.port}: {err.strerror or err}")
+    except ValueError as err:  # e.g. an unusable --state-file, named with its fix
+        serve_parser().error(str(err))
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     if server.exposure_warning:
         print(server.exposure_warning, file=sys.stderr, flush=True)

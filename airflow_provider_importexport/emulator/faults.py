@@ -69,6 +69,8 @@ class FaultConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 600_000:
                 raise ValueError(f"{name} must be a number of milliseconds from 0 to 600000, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
         if isinstance(self.actions, str) or not all(isinstance(a, str) for a in self.actions):
             raise ValueError(f"actions must be a list of operation names such as ['CreateJob'], got {self.actions!r}")
         self.actions = tuple(self.actions)

@@ -443,7 +443,11 @@ class EmulatorServer:
         self._server.daemon_threads = True  # type: ignore[attr-defined]
         self.port = self._server.server_port
         self.endpoint_url = f"http://{self.settings.host}:{self.port}"
-        self.app = EmulatorApp(self.settings, self.endpoint_url)
+        try:
+            self.app = EmulatorApp(self.settings, self.endpoint_url)
+        except BaseException:  # e.g. a refused state file: do not keep the port
+            self._server.server_close()
+            raise
         self._server.app = self.app  # type: ignore[assignment]
         self._thread: threading.Thread | None = None
         #: Set when the emulator listens beyond loopback; logged at start, printed by the CLI.
@@ -471,8 +475,10 @@ class EmulatorServer:
         """
         self._server.shutdown()
         self._server.server_close()
-        self.backend.save()
-        reset_s3()
+        try:
+            self.backend.save()
+        finally:
+            reset_s3()
         if self._thread is not None:
             self._thread.join(timeout=5)
 

@@ -40,7 +40,7 @@ THROTTLING_CODES = frozenset(
 )  # fmt: skip
 AUTH_CODES = frozenset(
     {"SignatureDoesNotMatch", "InvalidClientTokenId", "InvalidClientTokenIdException", "MissingAuthenticationToken",
-     "IncompleteSignature", "UnrecognizedClientException", "ExpiredToken", "AccessDenied"}
+     "IncompleteSignature", "UnrecognizedClientException", "ExpiredToken", "AccessDenied", "RequestExpired"}
 )  # fmt: skip
 #: Connection failures where the request never reached the service: safe to resend anything.
 NOT_SENT_ERRORS = (EndpointConnectionError, ConnectTimeoutError)
