@@ -3,17 +3,22 @@
 One model serves the operators (which validate before any call is made) and the emulator
 (which answers CreateJob/UpdateJob with the very same verdict), so the two cannot disagree.
 
-Parsing reads every YAML scalar as text (``yaml.BaseLoader``: safe, and a ``deviceId`` of
+Parsing reads every YAML scalar as text (a ``yaml.BaseLoader``: safe, and a ``deviceId`` of
 ``01234`` stays ``01234`` instead of becoming an octal number) and converts each field by
-the model's own type. Validation collects every problem at once; each names the field,
-the fix and the service error code the real service would answer with.
+the model's own type. Manifest text is untrusted (the emulator reads it off the network), so
+the reader refuses oversized text, deep nesting and YAML anchors/aliases while it scans,
+before any work can grow. Validation collects every problem at once; each names the field,
+the fix and the service error code the real service would answer with. Secrets are found by
+the same reader, so masking sees exactly what the model parses, in every YAML style.
 """
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import difflib
 import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, Literal
@@ -31,7 +36,17 @@ ARCHIVE_COMMENT_LIMIT = 997
 EXPORT_FILE_SYSTEMS = ("NTFS", "EXT2", "EXT3", "EXT4", "FAT32")
 CANNED_ACLS = ("private", "public-read", "public-read-write", "authenticated-read")
 SERVICE_LEVELS = ("standard", "expeditedShipping")
-SECRET_KEYS = ("pinCode", "trueCryptPassword")
+#: Real manifests are a few KB (the longest fields, logPrefix and archiveComment, stay near
+#: 1 KB); the cap bounds the time and memory one request can make the reader spend.
+MAX_MANIFEST_BYTES = 64 * 1024
+#: Nested mappings/lists, counted from the top mapping. A manifest needs 3 (operations ->
+#: item -> field); the cap keeps the recursive YAML composer far from Python's stack limit.
+MAX_MANIFEST_DEPTH = 10
+#: Keys, values and list items together. A large manifest has a few hundred; reading costs
+#: per value (the pure-Python YAML reader), so this bounds the time more tightly than bytes do.
+MAX_MANIFEST_VALUES = 5000
+#: Problems spelled out in an error's message (all of them stay in ``error.problems``).
+MAX_LISTED_PROBLEMS = 50
 _YES = {"yes": True, "no": False, "true": True, "false": False}
 _PO_BOX = re.compile(r"\bP\.?\s*O\.?\s*Box\b", re.IGNORECASE)
 _EU_COUNTRIES = {
@@ -60,6 +75,12 @@ class ManifestProblem:
         return f"{self.field}: {self.message} [{self.code}]"
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value quoted for a problem message, cut short: a hostile value must not swell every error."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 5]}...{text[-1]} ({len(text)} characters)"
+
+
 MALFORMED = exc.MalformedManifestError.code
 MISSING = exc.MissingManifestFieldError.code
 INVALID = exc.InvalidManifestFieldError.code
@@ -75,7 +96,9 @@ def manifest_error(problems: list[ManifestProblem], *, job_id: str | None = None
     first = problems[0]
     found = exc.ERRORS_BY_CODE.get(first.code, exc.ManifestError)
     cls = found if issubclass(found, exc.ManifestError) else exc.ManifestError
-    listing = "; ".join(str(p) for p in problems)
+    listing = "; ".join(str(p) for p in problems[:MAX_LISTED_PROBLEMS])
+    if len(problems) > MAX_LISTED_PROBLEMS:
+        listing += f"; and {len(problems) - MAX_LISTED_PROBLEMS} more"
     noun = "problem" if len(problems) == 1 else "problems"
     error = cls(f"Manifest has {len(problems)} {noun}: {listing}", job_id=job_id, problems=problems)
     assert isinstance(error, exc.ManifestError)
@@ -288,14 +311,14 @@ class Manifest(_Section):
     def data_buckets(self) -> list[str]:
         return []
 
-    def problems(self, *, bucket_regions: dict[str, str] | None = None) -> list[ManifestProblem]:
+    def problems(self, *, bucket_regions: BucketRegions | None = None) -> list[ManifestProblem]:
         """Every problem with this manifest; empty when it is valid."""
         found = _check_section(self, "")
         found.extend(self._kind_problems())
-        found.extend(_check_common(self, bucket_regions or {}))
+        found.extend(_check_common(self, _region_lookup(bucket_regions)))
         return found
 
-    def validate(self, *, bucket_regions: dict[str, str] | None = None) -> Manifest:
+    def validate(self, *, bucket_regions: BucketRegions | None = None) -> Manifest:
         """Raise a ManifestError listing every problem, else return self."""
         found = self.problems(bucket_regions=bucket_regions)
         if found:
@@ -382,7 +405,7 @@ class S3ExportManifest(Manifest):
                 ManifestProblem(
                     INVALID_FILE_SYSTEM,
                     "fileSystem",
-                    f"{self.file_system!r} is not supported; use one of {', '.join(EXPORT_FILE_SYSTEMS)}",
+                    f"{_shown(self.file_system)} is not supported; use one of {', '.join(EXPORT_FILE_SYSTEMS)}",
                 )
             )
         if not (self.pin_code or self.true_crypt_password):
@@ -451,6 +474,8 @@ class GlacierImportManifest(_DeviceImageManifest):
 
 
 ManifestLike = Manifest | dict | str
+#: Region of each bucket the caller knows: a mapping, or a look-up that answers None for unknown buckets.
+BucketRegions = Mapping[str, str] | Callable[[str], str | None]
 MANIFEST_KINDS: tuple[type[Manifest], ...] = (
     S3ImportManifest,
     S3ExportManifest,
@@ -474,7 +499,9 @@ def _check_section(section: _Section, where: str) -> list[ManifestProblem]:
         if meta["choices"] and value is not None and value not in meta["choices"]:
             found.append(
                 ManifestProblem(
-                    section.problem_code, path, f"{value!r} is not allowed; use one of {', '.join(meta['choices'])}"
+                    section.problem_code,
+                    path,
+                    f"{_shown(value)} is not allowed; use one of {', '.join(meta['choices'])}",
                 )
             )
         if meta["max_bytes"] and isinstance(value, str) and len(value.encode()) > meta["max_bytes"]:
@@ -490,7 +517,7 @@ def _check_section(section: _Section, where: str) -> list[ManifestProblem]:
     return found
 
 
-def _check_common(manifest: Manifest, bucket_regions: dict[str, str]) -> list[ManifestProblem]:
+def _check_common(manifest: Manifest, bucket_regions: Callable[[str], str | None]) -> list[ManifestProblem]:
     found: list[ManifestProblem] = []
     if manifest.manifest_version != manifest.version:
         found.append(
@@ -498,7 +525,7 @@ def _check_common(manifest: Manifest, bucket_regions: dict[str, str]) -> list[Ma
                 INVALID,
                 "manifestVersion",
                 f"a {manifest.kind_name} manifest needs manifestVersion {manifest.version}, "
-                f"not {manifest.manifest_version}",
+                f"not {_shown(manifest.manifest_version)}",
             )
         )
     longest_log_key = manifest.log_key("X" * JOB_ID_LENGTH)
@@ -512,7 +539,9 @@ def _check_common(manifest: Manifest, bucket_regions: dict[str, str]) -> list[Ma
         if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", address.strip()):
             found.append(
                 ManifestProblem(
-                    INVALID, "notificationEmail", f"{address.strip()!r} is not an e-mail address; separate with ';'"
+                    INVALID,
+                    "notificationEmail",
+                    f"{_shown(address.strip())} is not an e-mail address; separate with ';'",
                 )
             )
     if manifest.return_address is not None:
@@ -567,10 +596,19 @@ def crosses_border(facility: str, country: str) -> bool:
     return not (facility == "IE" and country in _EU_COUNTRIES)
 
 
-def _region_problems(manifest: Manifest, bucket_regions: dict[str, str]) -> list[ManifestProblem]:
-    regions = {bucket_regions[b] for b in manifest.buckets() if b in bucket_regions}
+def _region_lookup(bucket_regions: BucketRegions | None) -> Callable[[str], str | None]:
+    if bucket_regions is None:
+        return lambda bucket: None
+    if isinstance(bucket_regions, Mapping):
+        return bucket_regions.get
+    return bucket_regions
+
+
+def _region_problems(manifest: Manifest, region_of: Callable[[str], str | None]) -> list[ManifestProblem]:
+    known = {b: region for b in manifest.buckets() if (region := region_of(b))}
+    regions = set(known.values())
     if len(regions) > 1:
-        listing = ", ".join(f"{b} ({bucket_regions[b]})" for b in manifest.buckets() if b in bucket_regions)
+        listing = ", ".join(f"{b} ({region})" for b, region in known.items())
         return [ManifestProblem(MULTIPLE_REGIONS, "bucket", f"buckets are in several regions: {listing}; use one")]
     if not regions or manifest.return_address is None:
         return []
@@ -595,24 +633,220 @@ def _empty_substitutions(substitutions: dict[str, str]) -> list[ManifestProblem]
     ]
 
 
-# --- parsing ----------------------------------------------------------------------------------
+# --- reading untrusted YAML -------------------------------------------------------------------
+
+#: AWS's own examples write ``key:value`` without a space; YAML reads that as one plain scalar.
+_MISSING_SPACE = re.compile(r"(?m)^([ \t]*(?:-[ \t]+)?[A-Za-z][A-Za-z0-9]*:)(?=[^\s/])")
+#: ... and one CLI example ends the version line with ``;``.
+_VERSION_SEMICOLON = re.compile(r"(?m)^([ \t]*manifestVersion[ \t]*:[ \t]*[0-9.]+)([ \t]*;[ \t]*)(?=\r?$)")
 
 
-def _normalise_text(text: str) -> str:
-    """Accept the spellings found in AWS's own examples: ``key:value`` and a trailing ``;``."""
-    text = re.sub(r"(?m)^(\s*(?:-\s+)?[A-Za-z][A-Za-z0-9]*):(?=[^\s/])", r"\1: ", text)
-    return re.sub(r"(?m)^(manifestVersion:\s*[0-9.]+)\s*;\s*$", r"\1", text)
+class _Spelling:
+    """Manifest text with AWS's example spellings fixed, mapping positions back to the original.
+
+    Masking edits the original text at the positions the reader reports, so every edit made
+    here must be undoable; the ``key:value`` fix is applied only when the text does not read
+    as a YAML mapping without it (inside a block scalar ``a:b`` is content, not a key).
+    """
+
+    def __init__(self, original: str, *, add_spaces: bool) -> None:
+        edits = [(m.end(1), m.end(2), "") for m in _VERSION_SEMICOLON.finditer(original)]
+        if add_spaces:
+            edits += [(m.end(1), m.end(1), " ") for m in _MISSING_SPACE.finditer(original)]
+        parts: list[str] = []
+        self._fixed_starts, self._original_starts = [0], [0]
+        done = length = 0
+        for start, end, insert in sorted(edits):
+            parts += [original[done:start], insert]
+            length += start - done + len(insert)
+            done = end
+            self._fixed_starts.append(length)
+            self._original_starts.append(done)
+        parts.append(original[done:])
+        self.text = "".join(parts)
+        self.changed = bool(edits)
+
+    def original_index(self, index: int) -> int:
+        """Where a position of the fixed text lies in the original text."""
+        i = bisect.bisect_right(self._fixed_starts, index) - 1
+        return self._original_starts[i] + index - self._fixed_starts[i]
 
 
-def _load_yaml(text: str) -> Any:
+class _Refused(Exception):
+    """The text breaks a reader limit; carries the problem to report."""
+
+    def __init__(self, message: str, mark: yaml.Mark | None) -> None:
+        super().__init__(f"{message}{_at(mark)}")
+
+
+def _at(mark: yaml.Mark | None) -> str:
+    return f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+
+
+class _ManifestLoader(yaml.BaseLoader):
+    """A BaseLoader that refuses anchors, aliases, deep nesting and too many values as it meets them.
+
+    Aliases let ~450 bytes stand for a billion values (the "billion laughs"), every nesting
+    level costs the composer stack frames, and every value costs time: all are refused while
+    the text is still being read, before any work can grow; manifests need none of them.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._depth = 0
+        self._values = 0
+
+    def fetch_alias(self) -> None:
+        raise _Refused(
+            "uses a YAML alias (*name); manifests may not use anchors or aliases: write each value out in full",
+            self.get_mark(),
+        )
+
+    def fetch_anchor(self) -> None:
+        raise _Refused(
+            "uses a YAML anchor (&name); manifests may not use anchors or aliases: write each value out in full",
+            self.get_mark(),
+        )
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        # Block levels open indents, flow levels raise flow_level: together a lower bound of the depth.
+        self._check_depth(len(self.indents) + self.flow_level + 1)
+        super().fetch_flow_collection_start(TokenClass)
+
+    def add_indent(self, column: int) -> bool:
+        opened = super().add_indent(column)
+        if opened:
+            self._check_depth(len(self.indents) + self.flow_level)
+        return opened
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._values += 1
+        if self._values > MAX_MANIFEST_VALUES:
+            raise _Refused(
+                f"has more than {MAX_MANIFEST_VALUES} keys, values and list items; "
+                "a manifest needs a few hundred: remove unused entries",
+                self.get_mark(),
+            )
+        return super().compose_node(parent, index)
+
+    def compose_sequence_node(self, anchor: Any) -> yaml.SequenceNode:
+        self._enter()
+        try:
+            return super().compose_sequence_node(anchor)
+        finally:
+            self._depth -= 1
+
+    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
+        self._enter()
+        try:
+            return super().compose_mapping_node(anchor)
+        finally:
+            self._depth -= 1
+
+    def _enter(self) -> None:
+        self._depth += 1
+        self._check_depth(self._depth)
+
+    def _check_depth(self, depth: int) -> None:
+        if depth > MAX_MANIFEST_DEPTH:
+            raise _Refused(_too_deep(), self.get_mark())
+
+
+def _too_deep() -> str:
+    return (
+        f"nests lists/mappings deeper than {MAX_MANIFEST_DEPTH} levels; a manifest needs at most 3 "
+        "(operations -> item -> field): flatten it"
+    )
+
+
+@dataclass(frozen=True)
+class _Document:
+    """Manifest text read safely: its node tree (positions, for masking) and its plain data (for the model)."""
+
+    text: str
+    spelling: _Spelling
+    node: yaml.Node | None
+    data: Any
+
+    def span(self, node: yaml.Node) -> tuple[int, int]:
+        """Where a node lies in the original text."""
+        return self.spelling.original_index(node.start_mark.index), self.spelling.original_index(node.end_mark.index)
+
+
+def _read_yaml(text: str) -> _Document:
+    """Read manifest text within the limits; a ManifestError (MalformedManifestException) otherwise.
+
+    The text is first read as written; only if that gives no mapping is it read again with
+    the ``key:value`` spelling of AWS's examples fixed.
+    """
+    size = len(text) if len(text) > MAX_MANIFEST_BYTES else len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_MANIFEST_BYTES:
+        too_big = (
+            f"is {size} bytes or more, over the {MAX_MANIFEST_BYTES}-byte limit; "
+            "a manifest needs a few KB: remove unused entries and very long values"
+        )
+        problems = [ManifestProblem(MALFORMED, "manifest", too_big)]
+        refusal = _refusal_in(text[:_GLIMPSE])
+        if refusal:
+            problems.append(ManifestProblem(MALFORMED, "manifest", refusal))
+        raise manifest_error(problems)
+    failure: str | None = None
+    doc: _Document | None = None
+    for add_spaces in (False, True):
+        spelling = _Spelling(text, add_spaces=add_spaces)
+        if add_spaces and not spelling.changed:
+            break
+        try:
+            doc = _compose(text, spelling)
+        except _Refused as refused:
+            raise _malformed(str(refused)) from None
+        except yaml.YAMLError as err:
+            failure = f"is not valid YAML{_at(getattr(err, 'problem_mark', None))}; check indentation and colons"
+            continue
+        if isinstance(doc.data, dict):
+            return doc
+    if failure is not None:
+        raise _malformed(failure)
+    assert doc is not None
+    return doc
+
+
+#: How much of a too-big text is scanned to say whether it also nests too deep or uses aliases.
+_GLIMPSE = 4096
+
+
+def _refusal_in(text: str) -> str | None:
+    """Why scanning stops at an anchor, alias or deep nesting in this (bounded) text, if it does."""
+    loader = _ManifestLoader(text)
     try:
-        return yaml.load(_normalise_text(text), Loader=yaml.BaseLoader)  # noqa: S506 (BaseLoader is safe)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise manifest_error(
-            [ManifestProblem(MALFORMED, "manifest", f"not valid YAML{where}; check indentation and colons")]
-        ) from None
+        while loader.check_token():
+            loader.get_token()
+    except _Refused as refused:
+        return str(refused)
+    except yaml.YAMLError:  # a cut-off text may end anywhere: only the limits matter here
+        return None
+    finally:
+        loader.dispose()
+    return None
+
+
+def _compose(text: str, spelling: _Spelling) -> _Document:
+    loader = _ManifestLoader(spelling.text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except RecursionError:  # a backstop: the depth limit stops nesting long before this
+        raise _Refused(_too_deep(), None) from None
+    finally:
+        loader.dispose()
+    return _Document(text, spelling, node, data)
+
+
+def _malformed(message: str) -> exc.ManifestError:
+    return manifest_error([ManifestProblem(MALFORMED, "manifest", message)])
+
+
+# --- parsing ----------------------------------------------------------------------------------
 
 
 def detect_kind(data: dict[str, Any], job_type: str | None = None) -> type[Manifest]:
@@ -637,6 +871,8 @@ class _Parser:
 
     def __init__(self) -> None:
         self.problems: list[ManifestProblem] = []
+        # Spelling hints are the slowest step; past this many unknown keys they are no typos.
+        self.hints_left = MAX_LISTED_PROBLEMS
 
     def section(self, cls: type[_Section], data: Any, where: str) -> Any:
         if not isinstance(data, dict):
@@ -652,7 +888,9 @@ class _Parser:
             key = str(key)
             name = keys.get(key)
             if name is None:
-                self.problems.append(ManifestProblem(cls.problem_code, f"{where}{key}", _unknown_key_hint(key, keys)))
+                self.hints_left -= 1
+                hint = _unknown_key_hint(key, keys if self.hints_left >= 0 else {})
+                self.problems.append(ManifestProblem(cls.problem_code, f"{where}{key}", hint))
                 continue
             meta = dict(next(m for n, m in cls.field_specs() if n == name))
             values[name] = self.value(meta, raw, f"{where}{key}", cls.problem_code)
@@ -666,8 +904,8 @@ class _Parser:
             if not isinstance(raw, list):
                 self.problems.append(ManifestProblem(code, path, "must be a list of mappings (lines starting '- ')"))
                 return None
-            items = [self.section(kind[0], item, f"{path}[{i}].") for i, item in enumerate(raw)]
-            return [i for i in items if i is not None]
+            # An unreadable item stays as an empty one, so that later items keep their numbers.
+            return [self.section(kind[0], item, f"{path}[{i}].") or kind[0]() for i, item in enumerate(raw)]
         if isinstance(kind, type):
             return self.section(kind, raw, f"{path}.")
         return self.scalar(kind, raw, path, code)
@@ -690,13 +928,13 @@ class _Parser:
         if kind == "yesno":
             parsed = raw if isinstance(raw, bool) else _YES.get(str(raw).strip().lower())
             if parsed is None:
-                self.problems.append(ManifestProblem(code, path, f"{raw!r} is not yes or no"))
+                self.problems.append(ManifestProblem(code, path, f"{_shown(raw)} is not yes or no"))
             return parsed
         if kind == "decimal":
             try:
                 return Decimal(str(raw).strip())
             except InvalidOperation:
-                self.problems.append(ManifestProblem(code, path, f"{raw!r} is not a number (e.g. 250.00)"))
+                self.problems.append(ManifestProblem(code, path, f"{_shown(raw)} is not a number (e.g. 250.00)"))
                 return None
         return _text(raw)
 
@@ -713,13 +951,16 @@ def _unknown_key_hint(key: str, known: dict[str, str]) -> str:
     return f"unknown field for this manifest kind{hint}"
 
 
-def _parse(source: ManifestLike, job_type: str | None) -> tuple[Manifest | None, list[ManifestProblem]]:
-    """The model as far as it can be read, and every problem met reading it."""
+def _read(source: ManifestLike, job_type: str | None) -> tuple[Manifest, list[ManifestProblem]]:
+    """The model as far as it can be read, and every problem met reading it.
+
+    Raises only when there is no mapping to read at all (not YAML, over a limit, a list...).
+    """
     if isinstance(source, Manifest):
         return source, []
-    data = _load_yaml(source) if isinstance(source, str) else source
+    data = _read_yaml(source).data if isinstance(source, str) else source
     if not isinstance(data, dict):
-        raise manifest_error([ManifestProblem(MALFORMED, "manifest", "must be a YAML mapping of 'key: value' lines")])
+        raise _malformed("must be a YAML mapping of 'key: value' lines")
     parser = _Parser()
     model = parser.section(detect_kind(data, job_type), data, "")
     if "manifestVersion" not in data:
@@ -729,27 +970,17 @@ def _parse(source: ManifestLike, job_type: str | None) -> tuple[Manifest | None,
     return model, parser.problems
 
 
-def parse_manifest(source: ManifestLike, *, job_type: str | None = None) -> Manifest:
-    """Turn a model, a plain dict or YAML text into a model, without validating it.
+def _every_problem(
+    model: Manifest, read_problems: list[ManifestProblem], job_type: str | None, bucket_regions: BucketRegions | None
+) -> list[ManifestProblem]:
+    """Reading and validation problems together, so that one answer lists everything to fix.
 
-    Raises a ManifestError (listing every problem) when the text or data cannot be read
-    into the model: not YAML, not a mapping, unknown keys, wrong types.
+    A field that could not be read is reported once, by the reader, not again (nor its
+    contents) as missing.
     """
-    model, problems = _parse(source, job_type)
-    if problems:
-        raise manifest_error(problems)
-    assert isinstance(model, Manifest)
-    return model
-
-
-def load_manifest(
-    source: ManifestLike, *, job_type: str | None = None, bucket_regions: dict[str, str] | None = None
-) -> Manifest:
-    """Parse and validate, reporting every problem at once; the entry point operators and emulator share."""
-    model, problems = _parse(source, job_type)
-    assert isinstance(model, Manifest)
+    found = list(read_problems)
     if job_type is not None and model.job_type != job_type:
-        problems.append(
+        found.append(
             ManifestProblem(
                 INVALID,
                 "manifest",
@@ -757,23 +988,317 @@ def load_manifest(
                 f"use JobType={model.job_type} or an {job_type.lower()} manifest",
             )
         )
-    problems.extend(p for p in model.problems(bucket_regions=bucket_regions) if p not in problems)
+    unreadable = {p.field for p in read_problems}
+    seen = set(found)
+    for problem in model.problems(bucket_regions=bucket_regions):
+        if problem not in seen and not _within(problem.field, unreadable):
+            found.append(problem)
+            seen.add(problem)
+    return found
+
+
+def _within(field: str, fields: set[str]) -> bool:
+    """Whether the field, or the block or list item holding it, is one of the fields."""
+    return field in fields or any(field[: m.start()] in fields for m in re.finditer(r"[.\[]", field))
+
+
+def parse_manifest(source: ManifestLike, *, job_type: str | None = None) -> Manifest:
+    """Turn a model, a plain dict or YAML text into a model, without validating it.
+
+    Raises a ManifestError when the text or data cannot be read into the model (not YAML,
+    over a limit, not a mapping, unknown keys, wrong types); the error then lists every
+    problem, validation problems too, so that nobody has to fix a manifest in rounds.
+    """
+    model, problems = _read(source, job_type)
+    if problems:
+        raise manifest_error(_every_problem(model, problems, job_type, None))
+    return model
+
+
+def load_manifest(
+    source: ManifestLike, *, job_type: str | None = None, bucket_regions: BucketRegions | None = None
+) -> Manifest:
+    """Parse and validate, reporting every problem at once; the entry point operators and emulator share."""
+    model, problems = _read(source, job_type)
+    problems = _every_problem(model, problems, job_type, bucket_regions)
     if problems:
         raise manifest_error(problems)
     return model
 
 
-_SECRET_LINE = re.compile(rf"(?m)^(\s*(?:-\s+)?(?:{'|'.join(SECRET_KEYS)})\s*:[ \t]*)(\S.*?)\s*$")
+# --- secrets -----------------------------------------------------------------------------------
 
 
-def redact_manifest_text(text: str) -> str:
-    """Mask secret values in manifest text as given (e.g. GetStatus CurrentManifest), keeping its shape."""
-    return _SECRET_LINE.sub(lambda m: f"{m.group(1)}{MASK}", text)
+def _every_spec() -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every field of every manifest kind, nested blocks included, in declaration order."""
+    sections: list[type[_Section]] = list(MANIFEST_KINDS)
+    for cls in sections:  # grows while iterating: nested blocks are visited after their parents
+        for name, meta in cls.field_specs():
+            yield name, meta
+            kind = meta["kind"]
+            nested = kind[0] if isinstance(kind, tuple) else kind
+            if isinstance(nested, type) and nested not in sections:
+                sections.append(nested)
+
+
+#: The secret fields' YAML keys, as the model declares them (``secret=True``).
+SECRET_KEYS: tuple[str, ...] = tuple(dict.fromkeys(meta["key"] for _, meta in _every_spec() if meta["secret"]))
+#: Names a secret field may go by: its YAML key or the model's attribute name.
+SECRET_FIELD_NAMES = frozenset(SECRET_KEYS) | {name for name, meta in _every_spec() if meta["secret"]}
+_KNOWN_KEYS = frozenset(meta["key"] for _, meta in _every_spec())
+_MASKED = f'"{MASK}"'  # a mask that stays a string in YAML and JSON alike (a bare *** is a YAML alias)
+
+
+def _loose(name: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+_SECRET_LOOSE = frozenset(_loose(name) for name in SECRET_FIELD_NAMES)
+
+
+def is_secret_key(key: Any) -> bool:
+    """Whether a key names a secret field, however spelt (``pinCode``, ``pin_code``, ``PINCODE``).
+
+    Masking errs towards hiding: a misspelt key still carries the secret its author meant.
+    """
+    return isinstance(key, str) and _loose(key) in _SECRET_LOOSE
+
+
+def secret_values_in_data(data: Any) -> list[str]:
+    """Secret values in plain manifest data (a dict as DAG authors write it), at any depth."""
+    found: list[str] = []
+    seen: set[int] = set()
+    todo: list[tuple[Any, bool]] = [(data, False)]
+    while todo:
+        value, secret = todo.pop()
+        if isinstance(value, (dict, list, tuple)):
+            if id(value) in seen:
+                continue
+            seen.add(id(value))
+            items = value.items() if isinstance(value, dict) else ((None, v) for v in value)
+            todo.extend((v, secret or is_secret_key(k)) for k, v in reversed(list(items)))
+        elif secret and value is not None and str(value) not in ("", MASK):
+            found.append(str(value))
+    return list(dict.fromkeys(found))
+
+
+def _walk(node: yaml.Node, secret: bool = False) -> Iterator[tuple[yaml.Node, bool]]:
+    """Every scalar, and every node stored under a secret key (whole), flagged whether secret."""
+    if secret:
+        yield node, True
+    elif isinstance(node, yaml.ScalarNode):
+        yield node, False
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            yield from _walk(item)
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            yield from _walk(key)
+            yield from _walk(value, isinstance(key, yaml.ScalarNode) and is_secret_key(key.value))
+
+
+def _scalars(node: yaml.Node) -> Iterator[yaml.ScalarNode]:
+    if isinstance(node, yaml.ScalarNode):
+        yield node
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            yield from _scalars(item)
+    elif isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            yield from _scalars(key)
+            yield from _scalars(value)
+
+
+def _secret_scalars(doc: _Document) -> list[yaml.ScalarNode]:
+    if doc.node is None:
+        return []
+    found = (s for node, secret in _walk(doc.node) if secret for s in _scalars(node))
+    return [s for s in found if s.value and s.value != MASK]
+
+
+def _secrets(doc: _Document) -> list[str]:
+    """Each secret as read, and without the surrounding blanks a block scalar adds (``|`` ends in a newline)."""
+    found = [text for node in _secret_scalars(doc) for text in (node.value, node.value.strip()) if text]
+    return list(dict.fromkeys(found))
 
 
 def secret_values_in_text(text: str) -> list[str]:
-    """Secret values found in manifest text, for registering with Airflow's secret masker."""
-    return [m.group(2).strip().strip("'\"") for m in _SECRET_LINE.finditer(text)]
+    """Secret values in manifest text, for registering with Airflow's secret masker.
+
+    Each secret as parsed, then each line of it as written (a folded or escaped secret in a
+    logged manifest is masked too). Unreadable text gives best guesses: registering too much
+    only masks more.
+    """
+    try:
+        doc = _read_yaml(text)
+    except exc.ManifestError:
+        return _guessed_secrets(text)
+    written = [line for node in _secret_scalars(doc) for line in _written_lines(doc, node)]
+    return list(dict.fromkeys([*_secrets(doc), *written]))
+
+
+def _written_lines(doc: _Document, node: yaml.ScalarNode) -> list[str]:
+    start, end = doc.span(node)
+    lines = doc.text[start:end].splitlines()
+    if node.style in ("|", ">"):
+        lines = lines[1:]  # the header: indicator, chomping, comment
+    quotes = node.style if node.style in ("'", '"') else ""
+    return [stripped for line in lines if (stripped := line.strip().strip(quotes).strip())]
+
+
+_SECRET_KEY_IN_LINE = re.compile(
+    rf"""(?i)(?<![0-9a-z_])["']?(?:{"|".join(sorted(map(re.escape, SECRET_FIELD_NAMES), key=len, reverse=True))})"""
+    r"""["']?[ \t]*:"""
+)
+_GUESSED_CONTINUATION_LINES = 50
+
+
+def _guessed_secrets(text: str) -> list[str]:
+    """What follows each secret key in text the reader refused: the rest of its line and its indented lines."""
+    found: list[str] = []
+    lines = text.splitlines()
+    for number, line in enumerate(lines):
+        for match in _SECRET_KEY_IN_LINE.finditer(line):
+            rest = re.split(r"[ \t]#", line[match.end() :])[0].strip()
+            found += [rest.strip("\"'"), re.split(r"[,}\]]", rest)[0].strip().strip("\"'")]
+            indent = len(line) - len(line.lstrip())
+            for following in lines[number + 1 : number + 1 + _GUESSED_CONTINUATION_LINES]:
+                if following.strip() and len(following) - len(following.lstrip()) <= indent:
+                    break
+                found.append(following.strip().strip("\"'"))
+    return [
+        value for value in dict.fromkeys(found) if value and value != MASK and not re.fullmatch(r"[|>][-+0-9]*", value)
+    ]
+
+
+def redact_manifest_text(text: str) -> str:
+    """Mask every secret in manifest text as given (e.g. GetStatus CurrentManifest), keeping its shape.
+
+    The secrets are found by reading the text as the model does, so every YAML style counts;
+    each is masked where it is written (its value, copies inside other values, comments),
+    and the result still reads as YAML. Text that cannot be read keeps only its known keys.
+    """
+    try:
+        doc = _read_yaml(text)
+    except exc.ManifestError:
+        return _redact_unreadable(text)
+    secrets = _secrets(doc)
+    if not secrets:
+        return text
+    for redact in (_redact_in_place, _redact_by_rendering):
+        redacted = redact(doc, secrets)
+        if _hides(redacted, secrets):
+            return redacted
+    fallback = _redact_unreadable(text)
+    return "" if _leaks(fallback, secrets) else fallback
+
+
+def _leaks(text: str, secrets: list[str]) -> bool:
+    return any(secret in text for secret in secrets)
+
+
+def _mask_in(text: str, secrets: list[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text
+
+
+def _hides(text: str, secrets: list[str]) -> bool:
+    """No secret is left in the text, as written or as read, and the text still reads."""
+    if _leaks(text, secrets):
+        return False
+    try:
+        doc = _read_yaml(text)
+    except exc.ManifestError:
+        return False
+    return doc.node is None or not any(_leaks(node.value, secrets) for node in _scalars(doc.node))
+
+
+_YAML_BLANKS = " \t\r\n\x85\u2028\u2029"
+_COMMENT = re.compile(r"(?<![^ \t\r\n])#[^\r\n]*")
+
+
+def _redact_in_place(doc: _Document, secrets: list[str]) -> str:
+    """Replace what is written at each secret's position, then mask copies in other values and comments."""
+    text, edits, covered = doc.text, [], []
+    for node, secret in _walk(doc.node) if doc.node is not None else ():
+        start, end = doc.span(node)
+        covered.append((start, end))
+        written = text[start:end]
+        if secret and isinstance(node, yaml.ScalarNode) and not node.value:
+            continue  # nothing to hide, and an empty value has no width to write the mask into
+        if secret:
+            masked = _MASKED
+            line_start = text.rfind("\n", 0, start) + 1
+            if not isinstance(node, yaml.ScalarNode) and not text[line_start:start].strip():
+                masked = f"  {masked}"  # a list written under its key, at the key's column, becomes a scalar
+        elif isinstance(node, yaml.ScalarNode) and (_leaks(node.value, secrets) or _leaks(written, secrets)):
+            # A copy of a secret, or a value whose escapes spell one (\U00010000 holds 0000): write it anew.
+            masked = _double_quoted(_mask_in(node.value, secrets))
+        else:
+            continue
+        # Keep the line breaks a block scalar's span ends with (only YAML's blanks: U+00A0 is content).
+        edits.append((start, end, masked + written[len(written.rstrip(_YAML_BLANKS)) :]))
+    done = 0
+    for start, end in [*sorted(covered), (len(text), len(text))]:
+        for comment in _COMMENT.finditer(text, done, max(done, start)):
+            if _leaks(comment.group(), secrets):
+                edits.append((comment.start(), comment.end(), _mask_in(comment.group(), secrets)))
+        done = max(done, end)
+    parts, done = [], 0
+    for start, end, replacement in sorted(edits):
+        parts += [text[done:start], replacement]
+        done = end
+    parts.append(text[done:])
+    return "".join(parts)
+
+
+def _double_quoted(value: str) -> str:
+    """A one-line YAML double-quoted scalar (escapes included) for any string."""
+    return yaml.dump(value, Dumper=yaml.SafeDumper, default_style='"', width=1 << 30, allow_unicode=True).rstrip("\n")
+
+
+def _redact_by_rendering(doc: _Document, secrets: list[str]) -> str:
+    """The read data rendered again with every secret masked: loses comments and layout, never a secret."""
+    return yaml.dump(
+        _masked_data(doc.data, secrets),
+        Dumper=_ManifestDumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+    )
+
+
+def _masked_data(value: Any, secrets: list[str], secret: bool = False) -> Any:
+    if isinstance(value, dict):
+        return {
+            _mask_in(str(k), secrets): _masked_data(v, secrets, secret or is_secret_key(k)) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_masked_data(v, secrets, secret) for v in value]
+    if value is None:
+        return None
+    return MASK if secret else _mask_in(str(value), secrets)
+
+
+_KEY_LINE = re.compile(r"([ \t]*(?:-[ \t]+)*)([A-Za-z][A-Za-z0-9]*)([ \t]*:)(.*)", re.DOTALL)
+
+
+def _redact_unreadable(text: str) -> str:
+    """Text that cannot be read, so where its secrets lie is unknown: keep the model's keys, mask everything else."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        body = line.rstrip("\r\n")
+        ending = line[len(body) :]
+        match = _KEY_LINE.fullmatch(body)
+        if match and match.group(2) in _KNOWN_KEYS:
+            value = f" {_MASKED}" if match.group(4).strip() else ""
+            out.append(f"{match.group(1)}{match.group(2)}{match.group(3)}{value}{ending}")
+        elif body.strip():
+            out.append(f"{body[: len(body) - len(body.lstrip())]}{_MASKED}{ending}")
+        else:
+            out.append(line)
+    return "".join(out)
 
 
 # --- YAML output ------------------------------------------------------------------------------

@@ -6,20 +6,29 @@ from typing import Any
 
 from airflow.sdk.log import mask_secret
 
-from airflow_provider_importexport.manifest import SECRET_KEYS, Manifest, S3ImportManifest, secret_values_in_text
+from airflow_provider_importexport.manifest import (
+    SECRET_FIELD_NAMES,
+    Manifest,
+    secret_values_in_data,
+    secret_values_in_text,
+)
 
 #: Secret fields as a dict may name them: the service's keys or the model's attribute names.
-SECRET_NAMES = frozenset(SECRET_KEYS) | {name for name, meta in S3ImportManifest.field_specs() if meta["secret"]}
+SECRET_NAMES = SECRET_FIELD_NAMES
 
 
 def manifest_secrets(manifest: Any) -> list[str]:
-    """Secret values in a manifest given as a model, a dict or YAML text (unparseable text: by line)."""
+    """Secret values in a manifest given as a model, a dict or YAML text.
+
+    Text and dicts are searched the way the model reads them (any YAML style, any depth),
+    so whatever the model would send as a secret is registered.
+    """
     if isinstance(manifest, Manifest):
         return manifest.secret_values()
     if isinstance(manifest, str):
         return secret_values_in_text(manifest)
     if isinstance(manifest, dict):
-        return [str(v) for k, v in manifest.items() if k in SECRET_NAMES and v]
+        return secret_values_in_data(manifest)
     return []
 
 

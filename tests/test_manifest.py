@@ -126,6 +126,13 @@ def test_tolerant_spellings_from_aws_examples() -> None:
     assert "returnAddress.street1" in fields
 
 
+def test_the_example_spellings_leave_block_scalars_alone() -> None:
+    """``key:value`` is fixed only when the text does not read as a mapping without the fix."""
+    text = import_manifest("b").to_yaml() + "generator: |\n  built:by the nightly job\n  cacheControl:x\n"
+    assert load_manifest(text, job_type="Import").generator == "built:by the nightly job\ncacheControl:x\n"
+    assert load_manifest(text.replace("bucket: b", "bucket:b"), job_type="Import").bucket == "b"
+
+
 def problems_of(source: Any, job_type: str = "Import", **kwargs: Any) -> dict[str, str]:
     with pytest.raises(exc.ManifestError) as raised:
         load_manifest(source, job_type=job_type, **kwargs)
@@ -214,9 +221,15 @@ def test_each_error_code(source: Any, job_type: str, regions: Any, code: str, fi
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    text = "manifestVersion: 2.0\nbucket: b\nlogbucket: x\nacl: nope\nreturnAddress:\n  name: J\n"
-    found = problems_of(text)
-    assert {"deviceId", "logbucket", "acl", "returnAddress.street1", "returnAddress.city"} <= set(found)
+    text = "manifestVersion: 2.0\nbucket: b\nlogbucket: x\nacl: nope\neraseDevice: maybe\nreturnAddress:\n  name: J\n"
+    expected = ["eraseDevice", "logbucket", "deviceId", *(f"returnAddress.{k}" for k in ADDRESS_FIELDS), "acl"]
+    for read in (parse_manifest, load_manifest):  # parsing alone already reports everything, not just what it met
+        with pytest.raises(exc.ManifestError) as raised:
+            read(text, job_type="Import")
+        assert sorted(p.field for p in raised.value.problems) == sorted(expected)
+
+
+ADDRESS_FIELDS = ("street1", "city", "postalCode", "country", "phoneNumber")
 
 
 def test_errors_name_the_field_and_the_fix() -> None:
