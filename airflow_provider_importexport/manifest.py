@@ -328,6 +328,10 @@ class Manifest(_Section):
     def _kind_problems(self) -> list[ManifestProblem]:
         return []
 
+    def device_folder_problems(self) -> list[ManifestProblem]:
+        """Folders the job writes on its device that would leave it (exports only)."""
+        return []
+
 
 @dataclass(kw_only=True)
 class S3ImportManifest(Manifest):
@@ -377,6 +381,38 @@ class S3ImportManifest(Manifest):
         return found
 
 
+#: Longest file or folder name most file systems take, in bytes.
+MAX_NAME_BYTES = 255
+
+
+def device_path_problem(relative: str) -> str | None:
+    """Why ``relative`` cannot name a place inside a device's folder, or None when it can.
+
+    One rule for the manifest's folders (checked before any call) and for the emulator's
+    writes: an export must never write outside the device.
+    """
+    if relative.startswith("/"):
+        return "must be relative to the device's root, not an absolute path"
+    parts = relative.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return "may not have empty, '.' or '..' parts: it must stay inside the device"
+    if "\x00" in relative:
+        return "may not contain NUL characters"
+    if any(len(p.encode()) > MAX_NAME_BYTES for p in parts):
+        return f"may not have a part longer than {MAX_NAME_BYTES} bytes"
+    return None
+
+
+def _folder_problems(folders: list[tuple[str, str | None, str]]) -> list[ManifestProblem]:
+    found = []
+    for name, value, example in folders:
+        why = None if value is None else device_path_problem(value.rstrip("/"))
+        if why:
+            fix = f"use a folder relative to the device's root, e.g. {example!r}"
+            found.append(ManifestProblem(INVALID, name, f"{_shown(value)} {why}; {fix}"))
+    return found
+
+
 @dataclass(kw_only=True)
 class S3ExportManifest(Manifest):
     """Export from S3 buckets onto a device (manifestVersion 2.0)."""
@@ -415,7 +451,16 @@ class S3ExportManifest(Manifest):
                 )
             )
         found.extend(_empty_substitutions(self.substitutions))
+        found.extend(self.device_folder_problems())
         return found
+
+    def device_folder_problems(self) -> list[ManifestProblem]:
+        """Folders on the device this export writes to must stay inside the device."""
+        folders = [("recoveryDirectory", self.recovery_directory, "EXPORT-RECOVERY")]
+        folders += [
+            (f"operations[{i}].targetDirectory", op.target_directory, "backup") for i, op in enumerate(self.operations)
+        ]
+        return _folder_problems(folders)
 
 
 @dataclass(kw_only=True)

@@ -357,3 +357,22 @@ def test_emulator_checks_the_manifest_access_key(client: Any, bucket: str) -> No
         )
     ok = import_manifest(bucket, access_key_id="AKIAIOSFODNN7EXAMPLE")
     assert client.create_job(JobType="Import", Manifest=ok.to_yaml(), ValidateOnly=False)["JobId"]
+
+
+@pytest.mark.parametrize("folder", ["/srv/out", "../out", "a/../../b", "ok/./x"])
+def test_export_folders_must_stay_on_the_device_reported_with_everything_else(folder: str) -> None:
+    """Checked by the model (before any call, and by the emulator with the same rule), in the same
+    round as every other problem."""
+    from airflow_provider_importexport.manifest import ExportOperation, load_manifest
+
+    manifest = export_manifest(
+        "data",
+        "logs",
+        recovery_directory=folder,
+        operations=[ExportOperation(export_bucket="data", target_directory=folder)],
+        return_address=address(city=None),
+    )
+    with pytest.raises(exc.ManifestError) as raised:
+        load_manifest(manifest.to_dict(), job_type="Export")
+    fields = {p.field for p in raised.value.problems}
+    assert {"recoveryDirectory", "operations[0].targetDirectory", "returnAddress.city"} <= fields

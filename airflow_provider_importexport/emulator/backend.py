@@ -29,7 +29,6 @@ from airflow_provider_importexport.emulator.processing import (
     ABORT_PROGRESS,
     JobAborted,
     Processor,
-    device_path_problems,
 )
 from airflow_provider_importexport.emulator.state import (
     CancelRule,
@@ -405,12 +404,7 @@ class ImportExportBackend:
 
     def _validated(self, account: Account, manifest_text: str, job_type: str) -> Manifest:
         """The same validation as the provider's, then what only the service knows: keys and buckets."""
-        model = parse_manifest(manifest_text, job_type=job_type)
-        regions = {b: info.region for b in model.buckets() if (info := bucket_info(b))}
-        manifest = load_manifest(model, job_type=job_type, bucket_regions=regions)
-        path_problems = device_path_problems(manifest)
-        if path_problems:
-            raise manifest_error(path_problems)
+        manifest = load_manifest(manifest_text, job_type=job_type, bucket_regions=_bucket_region)
         if manifest.access_key_id and manifest.access_key_id != account.access_key:
             raise exc.InvalidAccessKeyIdError(
                 "The manifest's accessKeyId does not match the access key that signed the request."
@@ -566,3 +560,9 @@ def _warnings(manifest: Manifest) -> str | None:
     if isinstance(manifest, S3ImportManifest) or getattr(manifest, "erase_device", None):
         notes.append("Your device will be erased before it is returned.")
     return " ".join(notes) or None
+
+
+def _bucket_region(bucket: str) -> str | None:
+    """A bucket's region, as the service knows it, for the MultipleRegions check."""
+    info = bucket_info(bucket)
+    return info.region if info else None

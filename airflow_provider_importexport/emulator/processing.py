@@ -37,6 +37,7 @@ from airflow_provider_importexport.manifest import (
     ManifestProblem,
     S3ExportManifest,
     S3ImportManifest,
+    device_path_problem,
     manifest_error,
     parse_manifest,
 )
@@ -44,7 +45,6 @@ from airflow_provider_importexport.status import ProgressCode
 
 SIGNATURE_FILE = "SIGNATURE"
 MAX_KEY_BYTES = 1024
-MAX_NAME_BYTES = 255
 DEFAULT_RECOVERY_DIRECTORY = "EXPORT-RECOVERY"
 
 #: The ProgressCode of a job whose processing cannot go on. The status table has no code
@@ -314,39 +314,8 @@ def _in_marker_range(key: str, begin: str | None, end: str | None) -> bool:
     return end is None or encoded <= end.encode()
 
 
-def path_problem(relative: str) -> str | None:
-    """Why ``relative`` cannot name a place inside the device folder, or None when it can."""
-    if relative.startswith("/"):
-        return "must be relative to the device's root, not an absolute path"
-    parts = relative.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        return "may not have empty, '.' or '..' parts: it must stay inside the device"
-    if "\x00" in relative:
-        return "may not contain NUL characters"
-    if any(len(p.encode()) > MAX_NAME_BYTES for p in parts):
-        return f"may not have a part longer than {MAX_NAME_BYTES} bytes"
-    return None
-
-
 def _valid_path(relative: str) -> bool:
-    return path_problem(relative) is None
-
-
-def device_path_problems(manifest: Manifest) -> list[ManifestProblem]:
-    """Manifest folders that would leave the device: refused like any invalid field value."""
-    if not isinstance(manifest, S3ExportManifest):
-        return []
-    folders = [("recoveryDirectory", manifest.recovery_directory, DEFAULT_RECOVERY_DIRECTORY)]
-    folders += [
-        (f"operations[{i}].targetDirectory", op.target_directory, "backup") for i, op in enumerate(manifest.operations)
-    ]
-    found = []
-    for name, value, example in folders:
-        why = None if value is None else path_problem(value.rstrip("/"))
-        if why:
-            fix = f"use a folder relative to the device's root, e.g. {example!r}"
-            found.append(ManifestProblem(INVALID, name, f"{value!r} {why}; {fix}"))
-    return found
+    return device_path_problem(relative) is None
 
 
 def storage_class_problems(manifest: Manifest) -> list[ManifestProblem]:
@@ -365,7 +334,7 @@ def storage_class_problems(manifest: Manifest) -> list[ManifestProblem]:
 
 def processing_problems(manifest: Manifest) -> list[ManifestProblem]:
     """What makes a job impossible to process, found before any data moves."""
-    return device_path_problems(manifest) + storage_class_problems(manifest)
+    return manifest.device_folder_problems() + storage_class_problems(manifest)
 
 
 def inside_device(root: Path, path: Path) -> Path:
