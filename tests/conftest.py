@@ -196,3 +196,21 @@ def run_dag(airflow_db: None, aws_conn: str) -> Callable[..., DagResult]:
         return DagResult(load_dag(path).test())
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def _dag_test_in_child(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every ``dag.test()`` of a test that has the metadata DB runs in a child process that is
+    killed at the test's deadline, so a hung DAG fails its test instead of hanging the run.
+
+    In the pytest process it cannot be stopped: Airflow's DAG importer disarms pytest-timeout's
+    SIGALRM and the task runner leaves SIGTERM ignored (see ``tests.helpers.run_in_child``).
+    ``@pytest.mark.dag_in_process`` keeps a test's DAG runs in-process, without that limit.
+    """
+    if "airflow_db" not in request.fixturenames or request.node.get_closest_marker("dag_in_process"):
+        return
+    from airflow.sdk import DAG
+
+    from tests.helpers import dag_test_in_child
+
+    monkeypatch.setattr(DAG, "test", dag_test_in_child)
