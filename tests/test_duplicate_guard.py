@@ -64,28 +64,29 @@ def test_marker_scan_adopts_the_job_whose_create_answer_was_lost(
     assert len(carried_out(emulator, "ListJobs")) >= 1  # found by the scan, not by luck
 
 
+DIES_AFTER_CREATE = '''
+class DiesAfterCreate(ImportExportCreateJobOperator):
+    """Attempt 1 created its job and stored its id, then the device went away mid-write."""
+
+    def get_job_result(self, external_id, context):
+        if context["ti"].try_number == 1:
+            raise OSError("the device went away while SIGNATURE was written")
+        return super().get_job_result(external_id, context)
+
+DiesAfterCreate(
+    task_id="create", manifest=$manifest, signature_path="$device", retries=1,
+    retry_delay=datetime.timedelta(seconds=0),
+)
+'''
+
+
 def test_state_store_reconnects_when_the_marker_scan_cannot_help(
-    run_dag: Any, emulator: ImportExportEmulator, bucket: str, tmp_path: Path, device_dir: Path
+    run_dag: Any, emulator: ImportExportEmulator, bucket: str, device_dir: Path
 ) -> None:
     """Attempt 1 creates the job and stores its id, then fails writing SIGNATURE. Every ListJobs
     is refused, so a marker scan would fail the task: only the state store can carry the retry."""
-    not_a_folder = tmp_path / "a-file"
-    not_a_folder.write_text("")
     emulator.admin.set_faults(throttle_rate=1.0, actions=["ListJobs"])
-    result = run_dag(
-        dag_source("""
-ImportExportCreateJobOperator(
-    task_id="create",
-    manifest=$manifest,
-    signature_path="{{ '$broken' if ti.try_number == 1 else '$device' }}",
-    retries=1,
-    retry_delay=datetime.timedelta(seconds=0),
-)
-"""),
-        manifest=repr(import_manifest(bucket).to_yaml()),
-        broken=not_a_folder / "SIGNATURE",
-        device=device_dir,
-    )
+    result = run_dag(dag_source(DIES_AFTER_CREATE), manifest=repr(import_manifest(bucket).to_yaml()), device=device_dir)
     assert result.state("create") == "success"
     assert result.ti("create").try_number == 2
     (create,) = carried_out(emulator, "CreateJob")

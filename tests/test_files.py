@@ -292,11 +292,6 @@ def test_create_task_fails_at_once_for_an_unmounted_device(
     assert list(mnt.iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the create operator checks signature_path only after CreateJob, so an unmounted device "
-    "leaves a job behind; fixed by calling check_signature_path() before submitting",
-)
 def test_an_unmounted_device_gets_no_job(
     run_dag: Any, bucket: str, tmp_path: Path, emulator: ImportExportEmulator
 ) -> None:
@@ -328,10 +323,10 @@ def test_a_hung_child_is_killed_and_fails_the_test() -> None:
     run_in_child(_warm_up)  # a worker is up, this module imported: neither counts below
     started = time.monotonic()
     with pytest.raises(pytest.fail.Exception) as failure:
-        run_in_child(_hang_ignoring_sigterm, limit=1)
-    assert time.monotonic() - started < 1 + STACK_DUMP_GRACE + 5
+        run_in_child(_hang_ignoring_sigterm, limit=4)  # time enough to be inside the function on a busy machine
+    assert time.monotonic() - started < 4 + STACK_DUMP_GRACE + 5
     message = str(failure.value)
-    assert "_hang_ignoring_sigterm() did not finish within 1.0 s" in message
+    assert "_hang_ignoring_sigterm() did not finish within 4.0 s" in message
     assert "in _hang_ignoring_sigterm" in message  # its stack at the deadline
     assert "child is up and ignores SIGTERM" in message  # and its output
     pid = int(re.search(r"pid (\d+)", message).group(1))  # type: ignore[union-attr]

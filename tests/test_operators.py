@@ -224,3 +224,24 @@ def test_on_kill_during_create_finds_the_job_by_its_marker(aws_conn: str, bucket
     canceled = {j["JobId"]: j["IsCanceled"] for j in hook().list_jobs()}
     assert canceled[mine] is True
     assert sum(canceled.values()) == 1
+
+
+@pytest.mark.parametrize(
+    ("region", "domain"), [("cn-north-1", "amazonaws.cn"), ("us-gov-west-1", "amazonaws-us-gov.com")]
+)
+def test_links_carry_the_connections_partition_and_region(
+    run_dag: Any, emulator: ImportExportEmulator, bucket: str, monkeypatch: pytest.MonkeyPatch, region: str, domain: str
+) -> None:
+    from tests.helpers import connection_json
+
+    connection = json.loads(connection_json(emulator.endpoint_url))
+    connection["extra"]["region_name"] = region
+    monkeypatch.setenv("AIRFLOW_CONN_OTHER_PARTITION", json.dumps(connection))
+    result = run_dag(
+        dag_source(
+            "ImportExportCreateJobOperator(task_id='create', manifest=$manifest, aws_conn_id='other_partition')"
+        ),
+        manifest=repr(import_manifest(bucket).to_yaml()),
+    )
+    link = result.xcom("create", "importexport_log")
+    assert (link["region_name"], link["aws_domain"]) == (region, domain)

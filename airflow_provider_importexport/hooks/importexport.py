@@ -201,8 +201,10 @@ class ImportExportHook(AwsBaseHook):
 
     @property
     def user_region(self) -> str:
-        """The region users configured (never ``aws-global``), for links and logs."""
-        return self.region_name or "us-east-1"
+        """The region users configured, for links and logs: never ``aws-global`` (botocore's name for
+        this service's one endpoint); us-east-1, where that endpoint lives, when none is set."""
+        region = self.region_name or self.conn_region_name
+        return region if region and region != "aws-global" else "us-east-1"
 
     # --- the call path -----------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.amazon.aws.operators.base_aws import AwsBaseOperator
 from airflow.providers.amazon.aws.utils.mixins import aws_template_fields
-from airflow.sdk.bases.resumablejobmixin import ResumableJobMixin
+from airflow.sdk import ResumableJobMixin
 
 from airflow_provider_importexport import exceptions as exc
 from airflow_provider_importexport.hooks.importexport import ImportExportHook, label_address_params
@@ -18,7 +18,7 @@ from airflow_provider_importexport.links.importexport import ImportExportLogLink
 from airflow_provider_importexport.manifest import Manifest, ManifestLike, ReturnAddress, load_manifest
 from airflow_provider_importexport.masking import register_manifest_secrets
 from airflow_provider_importexport.status import ProgressCode, progress_info
-from airflow_provider_importexport.utils.files import download, write_signature_file
+from airflow_provider_importexport.utils.files import check_signature_path, download, write_signature_file
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -82,8 +82,9 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
     :param manifest: the manifest as a model, a dict or YAML text (templated; secrets are masked)
     :param job_type: ``Import`` or ``Export`` (templated; default: Import)
     :param validate_only: only ask the service to validate; nothing is created (default: False)
-    :param signature_path: where to write the SIGNATURE file: a device's root folder or a file
-        path (templated). Written atomically, never half-written.
+    :param signature_path: where to write the SIGNATURE file: the device's root folder (it must
+        exist: an unmounted device fails the task before any job is created) or a path ending in
+        ``/SIGNATURE`` (templated). Written atomically, never half-written.
     :param manifest_addendum: the service's ManifestAddendum (internal use; templated)
     :param cancel_on_kill: cancel the job when a user kills the task before the job started (default: True)
     :param aws_conn_id: The Airflow connection used for AWS credentials (default: aws_default).
@@ -125,6 +126,8 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
         model = _validated(self.manifest, self.job_type)
         if self.validate_only:
             return self._dry_run(model)
+        if self.signature_path:
+            check_signature_path(self.signature_path)  # an unmounted device fails before CreateJob
         self._marker = self.marker(context)
         self._scan_since = self._run_began(context)
         self._model = dataclasses.replace(model, generator=self._generator(model, self._marker))
@@ -250,7 +253,7 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
             context=context,
             operator=self,
             region_name=self.hook.user_region,
-            aws_partition="aws",
+            aws_partition=self.hook.conn_partition,
             log_bucket=self._model.effective_log_bucket,
             log_key=self._model.log_key(job_id),
         )
@@ -403,7 +406,7 @@ class ImportExportGetShippingLabelOperator(AwsBaseOperator[ImportExportHook]):
             context=context,
             operator=self,
             region_name=self.hook.user_region,
-            aws_partition="aws",
+            aws_partition=self.hook.conn_partition,
             shipping_label_url=url,
         )
         if self.download_path:

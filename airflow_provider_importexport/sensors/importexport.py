@@ -169,7 +169,7 @@ class ImportExportJobSensor(AwsBaseSensor[ImportExportHook]):
                 context=context,
                 operator=self,
                 region_name=self.hook.user_region,
-                aws_partition="aws",
+                aws_partition=self.hook.conn_partition,
                 log_bucket=status["LogBucket"],
                 log_key=status["LogKey"],
             )
