@@ -47,3 +47,26 @@ def test_failures_say_what_to_do() -> None:
     for code, info in PROGRESS.items():
         if info.outcome in (Outcome.FAILURE, Outcome.SUCCESS_WITH_ERRORS):
             assert info.advice, code
+
+
+def test_an_arrival_wait_succeeds_when_the_device_arrived_though_processing_failed() -> None:
+    """Arrival is about the device reaching AWS; what processing made of it is the completion wait's news."""
+    from airflow_provider_importexport.status import evaluate_wait
+
+    status = {"JobId": "ABCDE", "LocationCode": "AtAWS", "ProgressCode": "DeviceError"}
+    assert evaluate_wait(status, "arrival").state == "success"
+    assert evaluate_wait(status, "completion").state == "failure"
+    assert evaluate_wait({**status, "LocationCode": "NotReceived", "ProgressCode": "Canceled"}, "arrival").state == (
+        "failure"
+    )
+
+
+def test_a_failure_without_a_service_message_says_the_tables_meaning() -> None:
+    from airflow_provider_importexport.status import evaluate_wait
+
+    status = {"JobId": "ABCDE", "LocationCode": "AtAWS", "ProgressCode": "MissingSignature"}
+    message = evaluate_wait(status, "completion").message
+    assert progress_info("MissingSignature").message in message
+    assert "None" not in message
+    told = evaluate_wait({**status, "ProgressMessage": "No SIGNATURE at the root."}, "completion").message
+    assert "No SIGNATURE at the root." in told
