@@ -3,6 +3,7 @@
 #   make test   run the test suite (what CI runs)
 #   make lint   ruff and mypy
 #   make chaos  the fault suite: 1,400 job lifecycles under faults, an emulator kill -9, trigger restarts
+#   make mutate mutation testing (cosmic-ray) in a copy under /tmp, about 35 min: docs/mutation.md
 
 PYTHON ?= python3
 VENV := .venv
@@ -11,7 +12,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint chaos clean
+.PHONY: install demo test lint chaos mutate clean
 
 install: $(STAMP)
 
@@ -30,6 +31,13 @@ test: $(STAMP)
 
 chaos: $(STAMP)
 	$(PY) scripts/chaos.py
+
+# make mutate MODULES=hooks,status (default: all of docs/mutation.md) SAMPLE=all (default: 16 a module) JOBS=2
+MODULES ?=
+SAMPLE ?=
+JOBS ?= 2
+mutate: $(STAMP)
+	$(PY) scripts/mutate.py run --jobs $(JOBS) $(if $(MODULES),--modules $(MODULES)) $(if $(SAMPLE),--sample $(SAMPLE))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
