@@ -62,7 +62,7 @@ FAULTS = {
     "error_500_after_rate": 0.005,
     "error_500_html_after_rate": 0.005,
     "latency_spike_rate": 0.01,
-    "latency_spike_ms": 2500,
+    "latency_spike_ms": 8000,
     "seed": 2026,
 }
 #: Seconds per automatic stage after the device arrives. The harness ships each device once its
@@ -71,11 +71,16 @@ FAULTS = {
 PROFILE = {"start_after": 1.0, "process_after": 1.0}
 #: A wait is on time when it ends within this long after its job's final state was due
 #: (arrival + start + processing): one poll interval, plus retries through faults and restarts.
-ON_TIME_SLACK = 15.0
+ON_TIME_SLACK = 30.0
 MAX_TRIES = 8  # the create task's retries: Airflow would retry a failed attempt this often
-WAITER_DELAY = 2.0
+#: The create task's retry_delay. It must outlast any request an earlier try left in flight (here
+#: the longest stall, a latency spike): a request the client gave up on can still create its job
+#: later, after the retry looked for it. Airflow's default retry_delay (5 minutes) is far longer
+#: than botocore's 60 s read timeout; the README says so.
+RETRY_DELAY = FAULTS["latency_spike_ms"] / 1000 + 2.0
+WAITER_DELAY = 5.0
 #: The connection's read timeout: a latency spike beyond it is an answer lost in transit.
-READ_TIMEOUT = 2.0
+READ_TIMEOUT = 6.0
 
 
 def account_keys(account: int) -> tuple[str, str, str]:
@@ -284,8 +289,9 @@ def create_with_retries(life: Lifecycle, devices: Path) -> None:
         try:
             life.job_id = operator.execute(task_context(life, try_number, store, run_after))
             return
-        except Exception as error:  # a failed try: Airflow would retry the task
+        except Exception as error:  # a failed try: Airflow retries the task after retry_delay
             life.create_error = f"{type(error).__name__}: {error}"[:300]
+            time.sleep(RETRY_DELAY)
     life.job_id = None
 
 
@@ -323,7 +329,7 @@ async def run_lifecycles(
 ) -> None:
     rng = random.Random(seed)
     loop = asyncio.get_running_loop()
-    with ThreadPoolExecutor(max_workers=12) as creators:
+    with ThreadPoolExecutor(max_workers=24) as creators:
 
         async def one(life: Lifecycle) -> None:
             await loop.run_in_executor(creators, create_with_retries, life, devices)
@@ -400,7 +406,8 @@ def tally(
             if lateness[-1] > WAITER_DELAY * 1.1 + ON_TIME_SLACK:
                 problems.append(f"job {life.job_id}: the wait ended {lateness[-1]:.1f} s after the job did")
         else:
-            problems.append(f"job {life.job_id}: the wait said {life.event.get('status')!r}, the job is {want!r}")
+            said = f"{life.event.get('status')!r} ({str(life.event.get('message', ''))[:160]})"
+            problems.append(f"job {life.job_id}: the wait said {said}, the job is {want!r}")
     faults_now = admin.fault_counts()
     return PhaseResult(
         name=name,
@@ -462,7 +469,8 @@ def render(results: list[PhaseResult], machine: str) -> str:
         "",
         f"Faults: `{json.dumps(FAULTS)}`; connection read timeout {READ_TIMEOUT} s (a latency spike",
         f"past it is an answer lost in transit); lifecycle profile `{json.dumps(PROFILE)}`; trigger",
-        f"poll interval {WAITER_DELAY} s; up to {MAX_TRIES} tries per create task.",
+        f"poll interval {WAITER_DELAY} s; up to {MAX_TRIES} tries per create task, {RETRY_DELAY:.0f} s apart",
+        "(a retry_delay longer than the longest stall: see the README's duplicate guard).",
         "",
         f"Run on {machine}, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.",
         "",
