@@ -21,25 +21,11 @@ import time
 from typing import Any
 
 import boto3
+from script_env import fake_aws_environment, sample_manifest
 
 from airflow_provider_importexport.emulator.client import spawn
 
-KEYS = {
-    "AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE",
-    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-}
-MANIFEST = """manifestVersion: 2.0
-deviceId: bench-disk
-bucket: bench-bucket
-returnAddress:
-  name: Bench
-  street1: 1 Main Street
-  city: Seattle
-  stateOrProvince: WA
-  postalCode: '98101'
-  country: US
-  phoneNumber: 206-555-0100
-"""
+MANIFEST = sample_manifest("bench-disk", "bench-bucket")
 
 
 def threaded_rate(call: Any, make_client: Any, threads: int, seconds: float) -> float:
@@ -88,7 +74,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
-    os.environ.update(KEYS)
+    os.environ.update(fake_aws_environment())
     process, admin = spawn()
     endpoint = admin.endpoint_url
     try:

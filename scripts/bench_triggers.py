@@ -37,20 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
-SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-MANIFEST = """manifestVersion: 2.0
-deviceId: bench-{n}
-bucket: bench-bucket
-returnAddress:
-  name: Bench
-  street1: 1 Main Street
-  city: Seattle
-  stateOrProvince: WA
-  postalCode: '98101'
-  country: US
-  phoneNumber: 206-555-0100
-"""
+from script_env import fake_aws_environment, sample_manifest
 
 
 def rss_mib() -> float:
@@ -73,19 +60,13 @@ def percentile(values: list[float], share: float) -> float:
 
 def worker_environment(endpoint: str) -> None:
     os.environ.update(
-        {
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AIRFLOW_HOME": tempfile.mkdtemp(prefix="bench-triggers-"),
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",  # as a triggerer logs; the driver discards it
-            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
+        fake_aws_environment(
+            AIRFLOW_HOME=tempfile.mkdtemp(prefix="bench-triggers-"),
+            AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",  # as a triggerer logs; the driver discards it
+            AIRFLOW_CONN_AWS_DEFAULT=json.dumps(
                 {"conn_type": "aws", "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
             ),
-        }
+        )
     )
 
 
@@ -233,7 +214,9 @@ def create_jobs(endpoint: str, count: int) -> list[str]:
     def create(start: int) -> list[str]:
         client = boto3.client("importexport", endpoint_url=endpoint, region_name="us-east-1")
         return [
-            client.create_job(JobType="Import", Manifest=MANIFEST.format(n=n), ValidateOnly=False)["JobId"]
+            client.create_job(
+                JobType="Import", Manifest=sample_manifest(f"bench-{n}", "bench-bucket"), ValidateOnly=False
+            )["JobId"]
             for n in range(start, min(start + 500, count))
         ]
 
@@ -277,7 +260,7 @@ def main() -> int:
 
     from airflow_provider_importexport.emulator.client import spawn
 
-    os.environ.update({"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY})
+    os.environ.update(fake_aws_environment())
     sizes = [int(s) for s in args.sizes.split(",")]
     process, admin = spawn("--daily-create-quota", "1000000")
     results: list[dict[str, Any]] = []

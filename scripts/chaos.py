@@ -45,9 +45,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from script_env import fake_aws_environment
+
 ROOT = Path(__file__).resolve().parents[1]
-ACCESS_KEY = "AKIAIOSFODNN7EXAMPLE"
-SECRET_KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 #: Lifecycles are spread over accounts, as the service's 50-jobs-a-day quota spreads real ones:
 #: a retried create task looks through its own account's recent jobs only.
 ACCOUNTS = 20
@@ -116,17 +116,11 @@ def setup_environment(home: Path, endpoint: str) -> None:
             }
         )
     os.environ.update(
-        {
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AIRFLOW_HOME": str(home / "airflow"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR",  # thousands of retry warnings are expected here
-        }
+        fake_aws_environment(
+            AIRFLOW_HOME=str(home / "airflow"),
+            AIRFLOW__CORE__LOAD_EXAMPLES="False",
+            AIRFLOW__LOGGING__LOGGING_LEVEL="ERROR",  # thousands of retry warnings are expected here
+        )
     )
 
 
