@@ -627,7 +627,15 @@ def run_mutant(runner: Runner, mutant: Mutant, files: list[str], limit: float) -
     source = runner.copy / mutant.path
     operator = cosmic_ray.plugins.get_operator(mutant.operator)()
     try:
-        with use_mutation(source, operator, mutant.occurrence) as (original, mutated):
+        applied = use_mutation(source, operator, mutant.occurrence)
+        try:
+            entered = applied.__enter__()
+        except Exception as err:  # a cosmic-ray operator that cannot handle this node: not a verdict
+            mutant.outcome, mutant.detail = "no-mutation", f"cosmic-ray could not apply it ({type(err).__name__})"
+            return mutant
+        with contextlib.ExitStack() as stack:
+            stack.push(applied)
+            original, mutated = entered
             if mutated is None:
                 mutant.outcome, mutant.detail = "no-mutation", "cosmic-ray could not apply it"
                 return mutant
