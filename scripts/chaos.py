@@ -487,6 +487,15 @@ def render(results: list[PhaseResult], machine: str) -> str:
         if r.retriggered:
             extra.append(f"{r.retriggered} waits were cancelled mid-wait and re-created from serialize()")
         lines.append(f"- **{r.name}**: calls: {calls}. Faults: {faults or 'none'}. " + "; ".join(extra))
+    lines += [
+        "",
+        "Reading it: *ended correctly* means the wait's final event is the verdict the job's final state calls",
+        "for; *lost* counts every other end (an error, a timeout, the wrong verdict) or none. *Wait ended after",
+        "the job* is how long after the job's final state fell due the wait reported it: one poll interval plus",
+        "retries through faults, plus queueing when the one emulator process is short of CPU; waits more than",
+        f"{WAITER_DELAY * 1.1 + ON_TIME_SLACK:.0f} s late are listed below (late, not lost). In the kill phase the",
+        "restarted emulator counts calls and faults from zero.",
+    ]
     problems = [p for r in results for p in r.problems]
     lines += ["", "Problems seen:" if problems else "No problems seen.", *[f"- {p}" for p in problems[:50]], ""]
     return "\n".join(lines)
