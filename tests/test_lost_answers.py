@@ -241,3 +241,37 @@ def test_authentication_errors_are_never_retried(
         ImportExportHook(aws_conn_id="wrong_keys").list_jobs_page()
     assert raised.value.code == code
     assert not [r for r in caplog.records if "retrying" in r.getMessage()]
+
+
+def test_create_job_is_resent_when_the_connection_never_opened(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No connection means the request never left: resending CreateJob cannot create a second job."""
+    import socket
+
+    from tests.helpers import connection_json
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    policy = {"max_attempts": 3, "initial_delay": 0.01, "max_delay": 0.02}
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_NOWHERE",
+        connection_json(f"http://127.0.0.1:{port}", service_config={"importexport": {"retry_policy": policy}}),
+    )
+    with caplog.at_level(logging.WARNING), pytest.raises(exc.ServiceUnavailableError):
+        ImportExportHook(aws_conn_id="nowhere").create_job("Import", import_manifest("data"))
+    retries = [r.getMessage() for r in caplog.records if r.getMessage().startswith("CreateJob failed")]
+    assert [m.split(",")[0] for m in retries] == [
+        "CreateJob failed (attempt 1 of 3)",
+        "CreateJob failed (attempt 2 of 3)",
+    ]
+
+
+def test_the_default_retry_policy_is_the_documented_one() -> None:
+    """README: 5 attempts within 120 s, exponential backoff with jitter from 1 s up to 20 s."""
+    from airflow_provider_importexport.hooks.importexport import RetryPolicy
+
+    assert RetryPolicy() == RetryPolicy(
+        max_attempts=5, initial_delay=1.0, max_delay=20.0, total_timeout=120.0, jitter=1.0
+    )

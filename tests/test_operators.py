@@ -156,7 +156,9 @@ def test_cancel_job(run_dag: Any, bucket: str, emulator: ImportExportEmulator, c
     source = dag_source("""
 ImportExportCancelJobOperator(task_id="cancel", job_id="$job_id", ignore_already_canceled=$ignore)
 """)
-    assert run_dag(source, job_id=job_id, ignore=False).state("cancel") == "success"
+    canceled = run_dag(source, job_id=job_id, ignore=False)
+    assert canceled.state("cancel") == "success"
+    assert canceled.xcom("cancel") is True
     assert next(hook().list_jobs())["IsCanceled"] is True
     assert run_dag(source, job_id=job_id, ignore=True).state("cancel") == "success"
     assert run_dag(source, job_id=job_id, ignore=False).state("cancel") == "failed"
@@ -245,3 +247,17 @@ def test_links_carry_the_connections_partition_and_region(
     )
     link = result.xcom("create", "importexport_log")
     assert (link["region_name"], link["aws_domain"]) == (region, domain)
+
+
+def test_on_kill_of_a_job_that_started_leaves_it_and_does_not_raise(
+    aws_conn: str, bucket: str, emulator: ImportExportEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    from airflow_provider_importexport.operators.importexport import ImportExportCreateJobOperator
+
+    operator = ImportExportCreateJobOperator(task_id="create", manifest=import_manifest(bucket))
+    operator.job_id = hook().create_job("Import", import_manifest(bucket))["JobId"]
+    emulator.admin.act(operator.job_id, "receive")
+    emulator.admin.act(operator.job_id, "start")
+    operator.on_kill()  # the transfer runs: CancelJob is refused, and a kill must not fail because of it
+    assert next(hook().list_jobs())["IsCanceled"] is False
+    assert [r["outcome"] for r in emulator.admin.requests(action="CancelJob")] == ["UnableToCancelJobIdException"]
