@@ -70,3 +70,12 @@ def test_a_failure_without_a_service_message_says_the_tables_meaning() -> None:
     assert "None" not in message
     told = evaluate_wait({**status, "ProgressMessage": "No SIGNATURE at the root."}, "completion").message
     assert "No SIGNATURE at the root." in told
+
+
+def test_a_return_wait_keeps_waiting_for_a_failed_device_still_at_aws() -> None:
+    """Failed devices are still shipped back: the return wait ends when they are, with the failure."""
+    from airflow_provider_importexport.status import evaluate_wait
+
+    status = {"JobId": "ABCDE", "LocationCode": "AtAWS", "ProgressCode": "DeviceError"}
+    assert evaluate_wait(status, "return").state == "waiting"
+    assert evaluate_wait({**status, "LocationCode": "Returned"}, "return").state == "failure"
