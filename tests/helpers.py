@@ -24,13 +24,16 @@ from typing import Any, TypeVar
 
 import pytest
 
-from airflow_provider_importexport.emulator import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
+from airflow_provider_importexport.emulator import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, Account
 from airflow_provider_importexport.manifest import (
     ExportOperation,
     ReturnAddress,
     S3ExportManifest,
     S3ImportManifest,
 )
+
+#: A second emulator account, for isolation and permission tests.
+OTHER_ACCOUNT = Account("AKIAOTHERACCOUNT0001", "other-secret", "210987654321")
 
 #: Fast retries for tests that inject faults; the policy's shape is what is under test.
 FAST_RETRIES = {"initial_delay": 0.01, "max_delay": 0.05, "jitter": 0.01, "max_attempts": 4, "total_timeout": 10}

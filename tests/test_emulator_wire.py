@@ -34,12 +34,11 @@ from airflow_provider_importexport.emulator import (
     DEFAULT_ACCESS_KEY,
     DEFAULT_ACCOUNT,
     DEFAULT_SECRET_KEY,
-    Account,
     ImportExportEmulator,
 )
-from tests.helpers import import_manifest
+from tests.helpers import OTHER_ACCOUNT, import_manifest
 
-OTHER = Account("AKIAOTHERACCOUNT0001", "other-secret", "210987654321")
+OTHER = OTHER_ACCOUNT
 FORM = "application/x-www-form-urlencoded; charset=utf-8"
 NO_RETRIES = Config(retries={"total_max_attempts": 1})
 

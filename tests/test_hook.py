@@ -14,7 +14,7 @@ from botocore.loaders import create_loader
 from airflow_provider_importexport import exceptions as exc
 from airflow_provider_importexport.emulator import ImportExportEmulator
 from airflow_provider_importexport.hooks.importexport import ImportExportHook, RetryPolicy
-from tests.helpers import FAST_RETRIES, address, connection_json, export_manifest, import_manifest
+from tests.helpers import FAST_RETRIES, OTHER_ACCOUNT, address, connection_json, export_manifest, import_manifest
 
 
 @pytest.fixture
@@ -213,9 +213,9 @@ def scenarios(hook: ImportExportHook, emulator: ImportExportEmulator, bucket: st
 @pytest.fixture
 def importexport_emulator(monkeypatch: pytest.MonkeyPatch) -> Any:
     """The default emulator plus a second account, for bucket-permission and isolation tests."""
-    from airflow_provider_importexport.emulator import DEFAULT_ACCOUNT, Account
+    from airflow_provider_importexport.emulator import DEFAULT_ACCOUNT
 
-    other = Account("AKIAOTHERACCOUNT0001", "other-secret", "210987654321")
+    other = OTHER_ACCOUNT
     with ImportExportEmulator(accounts=[DEFAULT_ACCOUNT, other]) as emulator:
         yield emulator
 
