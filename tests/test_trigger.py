@@ -231,3 +231,17 @@ async def test_first_polls_spread_over_the_interval(
     assert set(first_reads) == set(jobs)  # every wait polled within one interval ...
     assert max(first_reads.values()) - min(first_reads.values()) > 1.0  # ... spread over it, not at once
     assert len(emulator.admin.requests(action="GetStatus")) <= 3 * len(jobs)
+
+
+async def test_the_trigger_registers_the_manifests_secrets_with_the_masker(
+    emulator: ImportExportEmulator, hook: ImportExportHook, bucket: str
+) -> None:
+    """The triggerer logs on its own: a PIN the service echoes must be masked there too."""
+    from airflow.sdk.log import redact
+
+    pin = "93ab71c0-trigger-pin"
+    job_id = hook.create_job("Import", import_manifest(bucket, pin_code=pin))["JobId"]
+    emulator.admin.act(job_id, "expire")  # the wait ends at its first poll
+    event = await first_event(trigger(job_id, wait_for="completion"))
+    assert event["status"] == "failure"
+    assert pin not in str(redact({"manifest": f"pinCode: {pin}"}))
