@@ -175,6 +175,15 @@ def test_poke_mode_success(run_dag: Any, emulator: ImportExportEmulator, bucket:
     assert result.state("wait") == "success"
     assert result.xcom("wait", "ProgressCode") == "Complete"
     assert result.xcom("wait", "LogKey") == f"import-log-{job_id}"
+    assert "log_summary" not in result.xcom("wait")  # read_log defaults to False: no S3 read
+
+
+def test_the_documented_defaults() -> None:
+    """README: poll every 15 minutes, give up after 30 days."""
+    from airflow_provider_importexport.sensors.importexport import ImportExportJobSensor
+
+    sensor = ImportExportJobSensor(task_id="wait", job_id="ABCDE", deferrable=False)
+    assert (sensor.poke_interval, sensor.timeout) == (15 * 60, 30 * 24 * 3600)
 
 
 @pytest.mark.parametrize("deferrable", [True, False])
