@@ -15,6 +15,7 @@ the same reader, so masking sees exactly what the model parses, in every YAML st
 from __future__ import annotations
 
 import bisect
+import contextlib
 import dataclasses
 import difflib
 import re
@@ -775,22 +776,22 @@ class _ManifestLoader(yaml.BaseLoader):
         return super().compose_node(parent, index)
 
     def compose_sequence_node(self, anchor: Any) -> yaml.SequenceNode:
-        self._enter()
-        try:
+        with self._nested():
             return super().compose_sequence_node(anchor)
-        finally:
-            self._depth -= 1
 
     def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
-        self._enter()
-        try:
+        with self._nested():
             return super().compose_mapping_node(anchor)
+
+    @contextlib.contextmanager
+    def _nested(self) -> Iterator[None]:
+        """One level deeper while a list or map is built, checked against the limit."""
+        self._depth += 1
+        try:
+            self._check_depth(self._depth)
+            yield
         finally:
             self._depth -= 1
-
-    def _enter(self) -> None:
-        self._depth += 1
-        self._check_depth(self._depth)
 
     def _check_depth(self, depth: int) -> None:
         if depth > MAX_MANIFEST_DEPTH:

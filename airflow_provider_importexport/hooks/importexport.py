@@ -47,6 +47,8 @@ NOT_SENT_ERRORS = (EndpointConnectionError, ConnectTimeoutError)
 #: Failures after the request may have reached the service: a dropped or timed-out connection,
 #: or an answer botocore could not parse (a proxy's or load balancer's HTML error page).
 MAYBE_SENT_ERRORS = (ConnectionClosedError, ReadTimeoutError, ResponseParserError, HTTPClientError)
+#: Everything botocore can raise for a call: each becomes a provider exception (see translate).
+CLIENT_FAILURES = (BotoCoreError, ClientError, *MAYBE_SENT_ERRORS)
 
 
 @dataclass(frozen=True)
@@ -222,7 +224,7 @@ class ImportExportHook(AwsBaseHook):
             return without_metadata(self._retrying(self._api_name(operation), resend_if)(method, **params))
         except exc.ImportExportError:
             raise
-        except (BotoCoreError, ClientError, *MAYBE_SENT_ERRORS) as error:
+        except CLIENT_FAILURES as error:
             raise translate(error, job_id) from error
 
     def _api_name(self, operation: str) -> str:
@@ -341,7 +343,7 @@ class ImportExportHook(AwsBaseHook):
                 page = self._retrying("ListJobs", is_transient)(
                     lambda c=config: next(iter(paginator.paginate(PaginationConfig=c)))
                 )
-            except (BotoCoreError, ClientError, *MAYBE_SENT_ERRORS) as error:
+            except CLIENT_FAILURES as error:
                 raise translate(error) from error
             jobs = page.get("Jobs", [])
             yield from jobs
