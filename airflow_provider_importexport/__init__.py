@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+#: The one version source: pyproject.toml reads it statically, get_provider_info() from here.
 __version__ = "0.1.0"
 
 from airflow_provider_importexport.get_provider_info import get_provider_info

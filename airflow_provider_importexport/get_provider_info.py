@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from airflow_provider_importexport import __version__
+
 INTEGRATION = "AWS Import/Export"
 PACKAGE = "airflow_provider_importexport"
 
@@ -14,7 +16,7 @@ def get_provider_info() -> dict[str, Any]:
         "name": "AWS Import/Export",
         "description": "Ship disks into and out of Amazon S3, EBS and Glacier with AWS Import/Export: "
         "create, update and cancel jobs, fetch shipping labels, and wait for devices and transfers.",
-        "versions": ["0.1.0"],
+        "versions": [__version__],
         "integrations": [
             {
                 "integration-name": INTEGRATION,

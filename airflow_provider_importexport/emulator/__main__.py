@@ -14,12 +14,23 @@ from typing import Any
 # which writes a default airflow.cfg into AIRFLOW_HOME: keep that out of the user's ~/airflow.
 os.environ.setdefault("AIRFLOW_HOME", os.path.join(tempfile.gettempdir(), "importexport-emulator-airflow"))
 
-from airflow_provider_importexport.emulator.auth import DEFAULT_ACCOUNT, Account
-from airflow_provider_importexport.emulator.backend import PROFILES, LifecycleProfile
-from airflow_provider_importexport.emulator.client import TOKEN_ENV, AdminError, EmulatorAdmin
-from airflow_provider_importexport.emulator.faults import FaultConfig
-from airflow_provider_importexport.emulator.server import EmulatorServer, EmulatorSettings
-from airflow_provider_importexport.emulator.state import CancelRule
+try:
+    from airflow_provider_importexport.emulator.auth import DEFAULT_ACCOUNT, Account
+    from airflow_provider_importexport.emulator.backend import PROFILES, LifecycleProfile
+    from airflow_provider_importexport.emulator.client import TOKEN_ENV, AdminError, EmulatorAdmin
+    from airflow_provider_importexport.emulator.faults import FaultConfig
+    from airflow_provider_importexport.emulator.server import EmulatorServer, EmulatorSettings
+    from airflow_provider_importexport.emulator.state import CancelRule
+except ModuleNotFoundError as missing:  # moto, werkzeug, fpdf2 come with the [emulator] extra
+    module = (missing.name or "airflow_provider_importexport").partition(".")[0]
+    if module == "airflow_provider_importexport":
+        raise
+    print(
+        "The emulator needs the [emulator] extra: pip install 'airflow-provider-importexport[emulator]' "
+        f"(missing: {module})",
+        file=sys.stderr,
+    )
+    raise SystemExit(2) from None
 
 
 def serve_parser() -> argparse.ArgumentParser:
