@@ -70,7 +70,9 @@ class JobSensorTask(Protocol):
     """What lineage reads from the sensor."""
 
     job_id: str
-    hook: Any
+
+    @property
+    def hook(self) -> Any: ...
 
 
 #: The namespace of device datasets.

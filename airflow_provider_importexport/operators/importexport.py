@@ -279,6 +279,23 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
         except exc.ImportExportError as err:
             self.log.warning("Task killed: job %s was not canceled (%s).", self.job_id, err)
 
+    # --- OpenLineage: called by Airflow's OpenLineage provider; None without the extra (docs/lineage.md)
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        from airflow_provider_importexport import openlineage
+
+        return openlineage.create_job_on_start(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from airflow_provider_importexport import openlineage
+
+        return openlineage.create_job_on_complete(self, task_instance)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        from airflow_provider_importexport import openlineage
+
+        return openlineage.create_job_on_failure(self, task_instance)
+
 
 class ImportExportUpdateJobOperator(_ManifestOperator):
     """Replace the whole manifest of a job whose data transfer has not started.

@@ -193,3 +193,20 @@ class ImportExportJobSensor(AwsBaseSensor[ImportExportHook]):
             extra["log_summary"] = result["log_summary"]
         for outlet in self.outlets:
             events[outlet].extra.update({k: v for k, v in extra.items() if v is not None})
+
+    # --- OpenLineage: called by Airflow's OpenLineage provider; None without the extra (docs/lineage.md)
+
+    def get_openlineage_facets_on_start(self) -> Any:
+        from airflow_provider_importexport import openlineage
+
+        return openlineage.sensor_on_start(self)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        from airflow_provider_importexport import openlineage
+
+        return openlineage.sensor_on_complete(self, task_instance)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        from airflow_provider_importexport import openlineage
+
+        return openlineage.sensor_on_failure(self, task_instance)
