@@ -2,6 +2,8 @@
 #   make demo   run the main job: the example import DAG end to end against the embedded emulator
 #   make test   run the test suite (what CI runs)
 #   make lint   ruff and mypy
+#   make test-fast   the tests not marked slow (about a minute): the quick loop while editing
+#   make wheel-check build the wheel, install it into a fresh virtualenv, check Airflow registers it
 #   make chaos  the fault suite: 1,400 job lifecycles under faults, an emulator kill -9, trigger restarts
 #   make mutate mutation testing (cosmic-ray) in a copy under /tmp, about 35 min: docs/mutation.md
 
@@ -12,7 +14,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint chaos mutate clean
+.PHONY: install demo test test-fast wheel-check lint chaos mutate clean
 
 install: $(STAMP)
 
@@ -28,6 +30,14 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest tests
+
+# Skips the tests marked slow (Airflow stacks, whole DAG runs, emulator processes): tests/conftest.py.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" tests
+
+# The publishing check (scripts/check_wheel.py): what pip users get registers with Airflow.
+wheel-check: $(STAMP)
+	$(PY) scripts/check_wheel.py
 
 chaos: $(STAMP)
 	$(PY) scripts/chaos.py
