@@ -322,7 +322,7 @@ class Authenticator:
         """A presigned SigV2 URL: signed like a header request, with Expires (epoch seconds) as its date."""
         account = self._known(query["AWSAccessKeyId"])
         try:
-            expires = dt.datetime.fromtimestamp(int(query.get("Expires", "")), dt.timezone.utc)
+            expires = dt.datetime.fromtimestamp(int(query.get("Expires", "")), dt.UTC)
         except (ValueError, OverflowError, OSError):
             raise AuthError(MALFORMED_QUERY, "A presigned URL needs Expires as seconds since 1970.") from None
         self._check_expiry(expires, now)
@@ -433,7 +433,7 @@ def _sigv4_parts(credential: str, signed: str, signature: str, stamp: str, *, pr
 def _parse_stamp(stamp: str, presigned: bool) -> dt.datetime:
     """X-Amz-Date; years far from now are refused here, so date arithmetic cannot overflow."""
     try:
-        when = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+        when = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
     except ValueError:
         when = None
     if when is None or not 1970 <= when.year <= 9000:
@@ -451,7 +451,7 @@ def _parse_iso(value: str, name: str) -> dt.datetime:
         raise AuthError(
             MALFORMED, f"{name} must be an ISO 8601 time such as 2010-06-01T12:00:00Z, not {value[:40]!r}."
         ) from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def _parse_http_date(value: str) -> dt.datetime:
@@ -459,7 +459,7 @@ def _parse_http_date(value: str) -> dt.datetime:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         raise AuthError(BAD_DATE, "AWS authentication requires a valid Date or x-amz-date header.") from None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 # --- signatures -----------------------------------------------------------------------------------
@@ -514,8 +514,8 @@ def _sha256(data: bytes) -> str:
 
 
 def _stamp(when: dt.datetime) -> str:
-    return when.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return when.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)

@@ -77,7 +77,7 @@ class LogRow:
     md5: str = ""
     size: int = 0
     content_type: str = ""
-    when: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    when: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     @property
     def failed(self) -> bool:
@@ -193,9 +193,7 @@ class Processor:
         content_type, encoding = _content_type(manifest, name, data)
         metadata = dict(manifest.static_metadata)
         if manifest.disk_timestamp_metadata_key:
-            metadata[manifest.disk_timestamp_metadata_key] = dt.datetime.fromtimestamp(
-                mtime, dt.timezone.utc
-            ).isoformat()
+            metadata[manifest.disk_timestamp_metadata_key] = dt.datetime.fromtimestamp(mtime, dt.UTC).isoformat()
         assert manifest.bucket
         try:
             self.storage.put(
@@ -255,7 +253,7 @@ class Processor:
             data = _image_bytes(root / os.fsdecode(raw))
             digest.update(data)
             size += len(data)
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         if isinstance(manifest, GlacierImportManifest):
             op = manifest.operations[0]
             archive_id = hashlib.sha256(f"{job.job_id}{digest.hexdigest()}".encode()).hexdigest()

@@ -22,7 +22,7 @@ from airflow_provider_importexport.status import (
 )
 
 
-class CancelRule(str, enum.Enum):
+class CancelRule(enum.StrEnum):
     """When CancelJob is allowed: the sources disagree (spec §2.4), so it is a switch.
 
     ``before-transfer`` (default, the API reference and model): only while ProgressCode is
