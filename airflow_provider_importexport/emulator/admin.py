@@ -44,20 +44,19 @@ import logging
 import math
 import re
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from airflow_provider_importexport import exceptions as exc
 from airflow_provider_importexport.emulator import protocol
-from airflow_provider_importexport.emulator.backend import PROFILES, LifecycleProfile
+from airflow_provider_importexport.emulator.auth import Authenticator
+from airflow_provider_importexport.emulator.backend import PROFILES, ImportExportBackend, LifecycleProfile
 from airflow_provider_importexport.emulator.client import TOKEN_ENV
-from airflow_provider_importexport.emulator.faults import FaultConfig, parse_queued
+from airflow_provider_importexport.emulator.faults import FaultConfig, FaultInjector, RequestLog, parse_queued
 from airflow_provider_importexport.emulator.state import Job
 from airflow_provider_importexport.manifest import redact_manifest_text
-
-if TYPE_CHECKING:
-    from airflow_provider_importexport.emulator.server import EmulatorApp
 
 log = logging.getLogger(__name__)
 
@@ -128,12 +127,26 @@ class DocumentLinks:
         return signed
 
 
+@dataclass(frozen=True)
+class AdminTargets:
+    """What the admin API drives, handed over by whoever assembles the emulator."""
+
+    backend: ImportExportBackend
+    faults: FaultInjector
+    requests: RequestLog
+    authenticator: Authenticator
+    links: DocumentLinks
+    endpoint_url: str
+    #: The account a bucket is made for when the admin names no access key.
+    default_access_key: str
+
+
 class AdminApp:
     """The WSGI app under /_importexport/: the admin routes and the document links."""
 
-    def __init__(self, app: EmulatorApp, links: DocumentLinks, token: str | None = None) -> None:
-        self.app = app
-        self.links = links
+    def __init__(self, targets: AdminTargets, token: str | None = None) -> None:
+        self.targets = targets
+        self.links = targets.links
         self.token = token or None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -184,10 +197,10 @@ class AdminApp:
             )
 
     def route(self, method: str, parts: list[str], body: dict[str, Any]) -> Any:
-        backend = self.app.backend
+        backend = self.targets.backend
         match (method, parts):
             case ("GET", ["health"]):
-                return {"status": "ok", "endpoint_url": self.app.endpoint_url}
+                return {"status": "ok", "endpoint_url": self.targets.endpoint_url}
             case ("GET", ["jobs"]):
                 backend.advance_all()
                 return [_admin_view(job) for job in backend.jobs.values()]
@@ -204,17 +217,17 @@ class AdminApp:
                 backend.advance_all()
                 return {"jobs": len(backend.jobs)}
             case ("GET", ["faults"]):
-                return {"config": self.app.faults.config.to_dict(), "counts": self.app.faults.counts}
+                return {"config": self.targets.faults.config.to_dict(), "counts": self.targets.faults.counts}
             case ("POST", ["faults"]):
-                self.app.faults.configure(_fault_config(body))
-                return {"config": self.app.faults.config.to_dict()}
+                self.targets.faults.configure(_fault_config(body))
+                return {"config": self.targets.faults.config.to_dict()}
             case ("POST", ["faults", "queue"]):
-                self.app.faults.queue(*_fault_queue(body))
-                return {"queued": self.app.faults.queued_names()}
+                self.targets.faults.queue(*_fault_queue(body))
+                return {"queued": self.targets.faults.queued_names()}
             case ("GET", ["requests"]):
-                return self.app.requests.query()
+                return self.targets.requests.query()
             case ("DELETE", ["requests"]):
-                self.app.requests.clear()
+                self.targets.requests.clear()
                 return {"cleared": True}
             case ("POST", ["clock"]):
                 return self._advance_clock(body)
@@ -231,7 +244,7 @@ class AdminApp:
     def _advance_clock(self, body: dict[str, Any]) -> dict[str, Any]:
         _only(body, ("advance_seconds",))
         seconds = _number(body, "advance_seconds", 0, _MAX_SECONDS)
-        backend = self.app.backend
+        backend = self.targets.backend
         offset = backend.clock_offset + dt.timedelta(seconds=seconds)
         if offset > MAX_CLOCK_OFFSET:
             raise BadRequest(
@@ -255,11 +268,11 @@ class AdminApp:
         region = _string(body, "region") or "us-east-1"
         if not _REGION.fullmatch(region):
             raise BadRequest(f"region: {region[:40]!r} is not an AWS region name such as eu-west-1.", field="region")
-        access_key = _string(body, "access_key") or self.app.settings.accounts[0].access_key
-        account = self.app.authenticator.account_for_key(access_key)
+        access_key = _string(body, "access_key") or self.targets.default_access_key
+        account = self.targets.authenticator.account_for_key(access_key)
         if account is None:
             raise BadRequest(f"access_key: no emulator account has access key {access_key!r}.", field="access_key")
-        self.app.backend.storage.create_bucket(account.account_id, bucket, region)
+        self.targets.backend.storage.create_bucket(account.account_id, bucket, region)
         return {"bucket": bucket, "region": region, "account_id": account.account_id}
 
     def _document(
@@ -274,7 +287,7 @@ class AdminApp:
             raise BadRequest(
                 "No such document link; ask the API (GetStatus, GetShippingLabel) for a fresh one.", status=404
             )
-        data = self.app.backend.documents.get(name)
+        data = self.targets.backend.documents.get(name)
         if data is None:
             raise BadRequest(f"No document named {name!r}.", status=404)
         start_response("200 OK", [("Content-Type", "application/pdf"), ("Content-Length", str(len(data)))])

@@ -37,7 +37,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from airflow_provider_importexport import exceptions as exc
 from airflow_provider_importexport.emulator import protocol
-from airflow_provider_importexport.emulator.admin import AdminApp, DocumentLinks
+from airflow_provider_importexport.emulator.admin import AdminApp, AdminTargets, DocumentLinks
 from airflow_provider_importexport.emulator.auth import (
     DEFAULT_ACCOUNT,
     DENIED,
@@ -153,7 +153,16 @@ class EmulatorApp:
         )
         #: Document links the API hands out are signed with a key made at start.
         self.links = DocumentLinks(secrets.token_bytes(32))
-        self.admin = AdminApp(self, self.links, settings.admin_token)
+        targets = AdminTargets(
+            backend=self.backend,
+            faults=self.faults,
+            requests=self.requests,
+            authenticator=self.authenticator,
+            links=self.links,
+            endpoint_url=endpoint_url,
+            default_access_key=settings.accounts[0].access_key,
+        )
+        self.admin = AdminApp(targets, settings.admin_token)
         self.s3_app = create_backend_app("s3")
         self.operations: dict[str, Callable[[Account, dict[str, Any], str], dict[str, Any]]] = {
             "CreateJob": self.backend.create_job,
