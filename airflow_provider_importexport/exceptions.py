@@ -1,17 +1,19 @@
-"""Provider exceptions: one class per service error, grouped so DAG authors can catch by kind.
+"""The service's errors: one class per error code, grouped so callers can catch by kind.
 
-Every exception carries the service's error ``code`` (as sent on the wire, e.g.
-``InvalidJobIdException``), its ``message`` and, when known, the ``job_id``.
+Part of the service core (plain Python, no Airflow): the emulator answers with these codes and
+the provider raises these classes. Every exception carries the service's error ``code`` (as
+sent on the wire, e.g. ``InvalidJobIdException``), its ``message`` and, when known, the
+``job_id``. Inside Airflow tasks the provider raises them as Airflow exceptions too (see
+``airflow_provider_importexport.utils.task_errors``), so ``except JobNotFoundError`` works
+everywhere and a :class:`NonRetryableError` fails the task without retries.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from typing import Any, ClassVar
 
 
-class ImportExportError(AirflowException):
+class ImportExportError(Exception):
     """Base class of every error raised by this provider."""
 
     code: ClassVar[str] = ""
@@ -26,9 +28,21 @@ class ImportExportError(AirflowException):
         suffix = f" (job {job_id})" if job_id else ""
         super().__init__(f"{prefix}{message}{suffix}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The keyword-only constructor cannot be replayed from ``args``: restore the state instead.
+        return (restore_error, (type(self), self.args, self.__dict__))
 
-class NonRetryableError(ImportExportError, AirflowFailException):
-    """Retrying the task cannot help (bad input, wrong state, a failed job): Airflow fails it at once."""
+
+def restore_error(cls: type[ImportExportError], args: tuple[Any, ...], state: dict[str, Any]) -> ImportExportError:
+    """Rebuild a pickled error from its class, ``args`` and attributes (message, job id, problems)."""
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
+
+class NonRetryableError(ImportExportError):
+    """Retrying cannot help (bad input, wrong state, a failed job): in Airflow the task fails at once."""
 
 
 # --- request and authentication --------------------------------------------------------------

@@ -30,6 +30,7 @@ from airflow_provider_importexport.manifest import Manifest, ManifestLike, Retur
 from airflow_provider_importexport.masking import register_manifest_secrets
 from airflow_provider_importexport.settings import settings_from_dict
 from airflow_provider_importexport.status import LocationCode, ProgressCode
+from airflow_provider_importexport.utils.task_errors import as_airflow_error
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -104,9 +105,18 @@ def is_safe_to_resend(error: BaseException) -> bool:
 
 
 def translate(error: BaseException, job_id: str | None = None) -> exc.ImportExportError:
-    """The provider exception for a botocore failure, carrying the service's code and message."""
+    """The provider exception for a botocore failure, carrying the service's code and message.
+
+    It is the Airflow twin of the service error (see ``utils.task_errors``), so a non-retryable
+    one fails the task without retries even when a ``@task`` calls the hook directly.
+    """
     if isinstance(error, exc.ImportExportError):
-        return error
+        return as_airflow_error(error)
+    return as_airflow_error(service_error(error, job_id))
+
+
+def service_error(error: BaseException, job_id: str | None = None) -> exc.ImportExportError:
+    """The service-core exception for a botocore failure (no Airflow base)."""
     if isinstance(error, ClientError):
         code = error_code(error)
         message = str(error.response.get("Error", {}).get("Message", "")) or str(error)

@@ -19,6 +19,7 @@ from airflow_provider_importexport.manifest import Manifest, ManifestLike, Retur
 from airflow_provider_importexport.masking import register_manifest_secrets
 from airflow_provider_importexport.status import ProgressCode, progress_info
 from airflow_provider_importexport.utils.files import check_signature_path, download, write_signature_file
+from airflow_provider_importexport.utils.task_errors import fails_fast
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -121,6 +122,7 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
         self._marker: str | None = None
         self._scan_since: dt.datetime | None = None
 
+    @fails_fast
     def execute(self, context: Context) -> Any:
         _check_job_type(self.job_type)
         model = _validated(self.manifest, self.job_type)
@@ -323,6 +325,7 @@ class ImportExportUpdateJobOperator(_ManifestOperator):
         self.job_type = job_type
         self.validate_only = validate_only
 
+    @fails_fast
     def execute(self, context: Context) -> dict[str, Any]:
         _check_job_type(self.job_type)
         if not self.job_id:
@@ -357,6 +360,7 @@ class ImportExportCancelJobOperator(AwsBaseOperator[ImportExportHook]):
         self.job_id = job_id
         self.ignore_already_canceled = ignore_already_canceled
 
+    @fails_fast
     def execute(self, context: Context) -> bool:
         if not self.job_id:
             raise exc.InvalidParameterError("job_id is empty; pass the JobId of the job to cancel.")
@@ -409,6 +413,7 @@ class ImportExportGetShippingLabelOperator(AwsBaseOperator[ImportExportHook]):
             raise exc.InvalidParameterError("job_ids is empty; pass one JobId or a list of JobIds shipped together.")
         return ids
 
+    @fails_fast
     def execute(self, context: Context) -> str:
         job_ids = self._job_id_list()
         try:

@@ -25,6 +25,7 @@ from airflow_provider_importexport.status import (
     public_status,
 )
 from airflow_provider_importexport.triggers.importexport import ImportExportJobTrigger
+from airflow_provider_importexport.utils.task_errors import fails_fast
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -101,6 +102,7 @@ class ImportExportJobSensor(AwsBaseSensor[ImportExportHook]):
 
     # --- sync modes (poke, reschedule) ---------------------------------------------------------
 
+    @fails_fast
     def execute(self, context: Context) -> Any:
         if not self.job_id:
             raise exc.InvalidParameterError("job_id is empty; pass the JobId returned by the create task.")
@@ -126,6 +128,7 @@ class ImportExportJobSensor(AwsBaseSensor[ImportExportHook]):
             timeout=dt.timedelta(seconds=self.timeout),
         )
 
+    @fails_fast
     def poke(self, context: Context) -> PokeReturnValue:
         verdict, status = self._check()
         if not verdict.done:
@@ -139,6 +142,7 @@ class ImportExportJobSensor(AwsBaseSensor[ImportExportHook]):
 
     # --- the deferred half ----------------------------------------------------------------------
 
+    @fails_fast
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         if not isinstance(event, dict) or "status" not in event:
             raise exc.ImportExportError(f"The trigger for job {self.job_id} returned no usable event: {event!r}.")
