@@ -1,1 +1,1 @@
-
+"""Airflow face: the hook that wraps the service's boto3 client."""

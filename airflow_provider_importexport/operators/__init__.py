@@ -1,1 +1,1 @@
-
+"""Airflow face: operators that create, update and cancel jobs and fetch shipping labels."""

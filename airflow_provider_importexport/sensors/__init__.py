@@ -1,1 +1,1 @@
-
+"""Airflow face: the sensor that waits for a job to reach a state."""

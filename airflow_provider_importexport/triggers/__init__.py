@@ -1,1 +1,1 @@
-
+"""Airflow face: the trigger that polls GetStatus in the triggerer."""
