@@ -56,7 +56,6 @@ else:
     AVAILABLE = True
 
 
-
 class CreateJobTask(Protocol):
     """What lineage reads from the create operator (a Protocol: operators import this module)."""
 
@@ -175,13 +174,19 @@ def sensor_on_start(sensor: JobSensorTask) -> OperatorLineage | None:
 
 
 def sensor_on_complete(sensor: JobSensorTask, task_instance: Any) -> OperatorLineage | None:
-    """The job's state from the sensor's XCom; device and S3 datasets once the job is done.
+    """The job's state (one GetStatus); device and S3 datasets once the job is done.
 
-    A finished job costs one GetStatus (its manifest names the datasets); an arrival wait none.
+    Files and bytes come from the sensor's log summary (its XCom) only where Airflow runs
+    lineage in a thread (``[openlineage] execute_in_thread``): from the default forked
+    process a call to the task's supervisor can break the task's connection to it, so
+    lineage never makes one there. GetStatus goes to AWS, not to the supervisor.
     """
     if not AVAILABLE:
         return None
-    status = _pulled_status(task_instance)
+    status = _fetched_status(sensor) or {"JobId": sensor.job_id}
+    summary = _log_summary(task_instance) if _runs_in_thread() else None
+    if summary:
+        status["log_summary"] = summary
     return _sensor_lineage(sensor, status)
 
 
@@ -190,8 +195,8 @@ def sensor_on_failure(sensor: JobSensorTask, task_instance: Any) -> OperatorLine
     if not AVAILABLE:
         return None
     error = _error_of(task_instance)
-    status: dict[str, Any] = {"JobId": sensor.job_id} if sensor.job_id else {}
-    if isinstance(error, exc.JobFailedError) and sensor.job_id:
+    status: dict[str, Any] = {"JobId": sensor.job_id}
+    if isinstance(error, exc.JobFailedError):
         status = _fetched_status(sensor) or status
     lineage = _sensor_lineage(sensor, status)
     lineage.run_facets.update(_error_facets(task_instance, sensor.job_id, error=error))
@@ -202,11 +207,9 @@ def _sensor_lineage(sensor: JobSensorTask, status: dict[str, Any]) -> OperatorLi
     job_id = str(status.get("JobId") or sensor.job_id or "") or None
     facets = {JOB_FACET: _job_facet(job_id, status)}
     progress = status.get("ProgressCode")
-    if not (job_id and progress and progress_info(str(progress)).terminal):
-        return OperatorLineage(run_facets=facets)
-    model = _current_manifest(sensor, status)
-    if model is None:
-        return OperatorLineage(run_facets=facets)
+    model = _parsed(status.get("CurrentManifest") or "", status.get("JobType"))
+    if not (job_id and model and progress and progress_info(str(progress)).terminal):
+        return OperatorLineage(run_facets=facets)  # not done (an arrival wait): no data moved yet
     region = _default_region(sensor, model)
     inputs, outputs = manifest_datasets(model, job_id, default_region=region, summary=status.get("log_summary"))
     return OperatorLineage(inputs=inputs, outputs=outputs, run_facets=facets)
@@ -227,30 +230,31 @@ def _job_facet(job_id: str | None, status: dict[str, Any]) -> ImportExportJobRun
     )
 
 
-def _pulled_status(task_instance: Any) -> dict[str, Any]:
-    """What the sensor returned (its XCom): the job's public status and the log summary."""
+def _runs_in_thread() -> bool:
+    with contextlib.suppress(Exception):
+        from airflow.providers.openlineage import conf
+
+        return bool(conf.execute_in_thread())
+    return False
+
+
+def _log_summary(task_instance: Any) -> dict[str, Any] | None:
+    """The log summary the sensor returned (``read_log=True``), from its XCom."""
     try:
         value = task_instance.xcom_pull(task_ids=task_instance.task_id, map_indexes=task_instance.map_index)
     except Exception:
-        return {}
-    return value if isinstance(value, dict) else {}
+        return None
+    summary = value.get("log_summary") if isinstance(value, dict) else None
+    return summary if isinstance(summary, dict) else None
 
 
 def _fetched_status(sensor: JobSensorTask) -> dict[str, Any] | None:
     """GetStatus, keeping only the members safe to emit plus the manifest to read datasets from."""
     try:
         answer = sensor.hook.get_status(sensor.job_id)
-    except exc.ImportExportError:
+    except Exception:  # lineage never fails a task
         return None
     return {**public_status(answer), "CurrentManifest": answer.get("CurrentManifest")}
-
-
-def _current_manifest(sensor: JobSensorTask, status: dict[str, Any]) -> Manifest | None:
-    """The job's manifest as the service holds it (GetStatus), parsed; never emitted."""
-    fetched = status if "CurrentManifest" in status else _fetched_status(sensor)
-    if not fetched or not fetched.get("CurrentManifest"):
-        return None
-    return _parsed(fetched["CurrentManifest"], fetched.get("JobType") or status.get("JobType"))
 
 
 # --- datasets ----------------------------------------------------------------------------------------
@@ -288,8 +292,9 @@ def device_dataset(model: Manifest, job_id: str) -> Dataset:
 
 
 def s3_dataset(bucket: str | None, prefix: str | None) -> Dataset:
-    """``s3://bucket`` / prefix, named as the Amazon provider names an S3 Asset."""
-    return Dataset(namespace=f"s3://{bucket}", name=prefix or "/")
+    """``s3://bucket`` / prefix, named as Airflow's OpenLineage provider names the Asset
+    ``s3://bucket/prefix`` (its URI loses a trailing slash), so an Asset on it joins the graph."""
+    return Dataset(namespace=f"s3://{bucket}", name=(prefix or "").rstrip("/") or "/")
 
 
 def glacier_dataset(vault: str | None, region: str) -> Dataset:
