@@ -13,8 +13,9 @@ Dataset naming (docs/lineage.md):
   data; one job is one shipment, so the pair names one shipment's contents. Both parts are
   fixed once the job exists (a retried task adopts the same job), so every event of a job
   names the same dataset. Known only once the job exists: a create task's START has no device.
-- S3: namespace ``s3://<bucket>``, name the prefix (``/`` for the whole bucket), as the Amazon
-  provider names an ``s3://bucket/prefix`` Asset, so an Asset on the prefix joins the graph.
+- S3: namespace ``s3://<bucket>``, name the prefix without its trailing slash (``/`` for the
+  whole bucket), as Airflow's OpenLineage provider names the Asset ``s3://bucket/prefix/``, so
+  an Asset on the prefix is the same dataset.
 - Glacier: namespace ``glacier://<region>``, name the vault; the manifest's operation region,
   else the connection's. EBS manifests name no snapshot (the service picks its id at the
   end), so an EBS import has the device as input and no output.
@@ -151,7 +152,7 @@ def create_job_on_failure(operator: CreateJobTask, task_instance: Any) -> Operat
 def _create_job_lineage(operator: CreateJobTask) -> OperatorLineage:
     if operator.validate_only:
         return OperatorLineage()  # a dry run moves no data
-    model = getattr(operator, "_model", None) or _parsed(operator.manifest, operator.job_type)
+    model = _parsed(operator.manifest, operator.job_type)
     if model is None:
         return OperatorLineage()
     job_id = operator.job_id
