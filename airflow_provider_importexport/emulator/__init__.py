@@ -19,9 +19,9 @@ if TYPE_CHECKING:
         DEFAULT_SECRET_KEY,
         Account,
     )
-    from airflow_provider_importexport.emulator.backend import PROFILES, LifecycleProfile
     from airflow_provider_importexport.emulator.client import EmulatorAdmin
     from airflow_provider_importexport.emulator.faults import FaultConfig
+    from airflow_provider_importexport.emulator.lifecycle import PROFILES, LifecycleProfile
     from airflow_provider_importexport.emulator.server import EmulatorServer, EmulatorSettings, ImportExportEmulator
     from airflow_provider_importexport.emulator.state import CancelRule
 
@@ -33,8 +33,8 @@ _EXPORTS = {
     "DEFAULT_ACCOUNT_ID": "auth",
     "DEFAULT_SECRET_KEY": "auth",
     "Account": "auth",
-    "PROFILES": "backend",
-    "LifecycleProfile": "backend",
+    "PROFILES": "lifecycle",
+    "LifecycleProfile": "lifecycle",
     "EmulatorAdmin": "client",
     "FaultConfig": "faults",
     "EmulatorServer": "server",

@@ -16,9 +16,9 @@ os.environ.setdefault("AIRFLOW_HOME", os.path.join(tempfile.gettempdir(), "impor
 
 try:
     from airflow_provider_importexport.emulator.auth import DEFAULT_ACCOUNT, Account
-    from airflow_provider_importexport.emulator.backend import PROFILES, LifecycleProfile
     from airflow_provider_importexport.emulator.client import TOKEN_ENV, AdminError, EmulatorAdmin
     from airflow_provider_importexport.emulator.faults import FaultConfig
+    from airflow_provider_importexport.emulator.lifecycle import PROFILES, LifecycleProfile
     from airflow_provider_importexport.emulator.server import EmulatorServer, EmulatorSettings
     from airflow_provider_importexport.emulator.state import CancelRule
 except ModuleNotFoundError as missing:  # moto, werkzeug, fpdf2 come with the [emulator] extra

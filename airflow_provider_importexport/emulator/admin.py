@@ -52,9 +52,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from airflow_provider_importexport import exceptions as exc
 from airflow_provider_importexport.emulator import protocol
 from airflow_provider_importexport.emulator.auth import Authenticator
-from airflow_provider_importexport.emulator.backend import PROFILES, ImportExportBackend, LifecycleProfile
+from airflow_provider_importexport.emulator.backend import ImportExportBackend
 from airflow_provider_importexport.emulator.client import TOKEN_ENV
 from airflow_provider_importexport.emulator.faults import FaultConfig, FaultInjector, RequestLog, parse_queued
+from airflow_provider_importexport.emulator.lifecycle import PROFILES, LifecycleProfile
 from airflow_provider_importexport.emulator.state import Job
 from airflow_provider_importexport.manifest import redact_manifest_text
 
@@ -202,11 +203,9 @@ class AdminApp:
             case ("GET", ["health"]):
                 return {"status": "ok", "endpoint_url": self.targets.endpoint_url}
             case ("GET", ["jobs"]):
-                backend.advance_all()
-                return [_admin_view(job) for job in backend.jobs.values()]
+                return [_admin_view(job) for job in backend.all_jobs()]
             case ("GET", ["jobs", job_id]):
-                backend.advance_all()
-                job = backend.jobs.get(job_id)
+                job = backend.job(job_id)
                 if job is None:
                     raise exc.JobNotFoundError("No such job.", job_id=job_id)
                 return _admin_view(job)
@@ -214,8 +213,7 @@ class AdminApp:
                 return _masked(backend.transition(job_id, action, **_action_options(action, body)))
             case ("POST", ["tick"]):
                 _only(body, ())
-                backend.advance_all()
-                return {"jobs": len(backend.jobs)}
+                return {"jobs": len(backend.all_jobs())}
             case ("GET", ["faults"]):
                 return {"config": self.targets.faults.config.to_dict(), "counts": self.targets.faults.counts}
             case ("POST", ["faults"]):
@@ -232,7 +230,7 @@ class AdminApp:
             case ("POST", ["clock"]):
                 return self._advance_clock(body)
             case ("POST", ["profile"]):
-                backend.config.profile = _profile(body)
+                backend.set_profile(_profile(body))
                 return {"profile": dataclasses.asdict(backend.config.profile)}
             case ("POST", ["buckets"]):
                 return self._create_bucket(body)
@@ -252,9 +250,7 @@ class AdminApp:
                 f"it is {int(backend.clock_offset.total_seconds())} seconds ahead now.",
                 field="advance_seconds",
             )
-        backend.clock_offset = offset
-        backend.advance_all()
-        return {"now": backend.now().isoformat()}
+        return {"now": backend.advance_clock(offset).isoformat()}
 
     def _create_bucket(self, body: dict[str, Any]) -> dict[str, Any]:
         _only(body, ("bucket", "region", "access_key"))
@@ -287,7 +283,7 @@ class AdminApp:
             raise BadRequest(
                 "No such document link; ask the API (GetStatus, GetShippingLabel) for a fresh one.", status=404
             )
-        data = self.targets.backend.documents.get(name)
+        data = self.targets.backend.document(name)
         if data is None:
             raise BadRequest(f"No document named {name!r}.", status=404)
         start_response("200 OK", [("Content-Type", "application/pdf"), ("Content-Length", str(len(data)))])

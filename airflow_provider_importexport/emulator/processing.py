@@ -90,10 +90,13 @@ class LogRow:
 
 @dataclass
 class ProcessResult:
+    """How a transfer ended; ``reason`` is set when it aborted (the job's ProgressMessage)."""
+
     progress: ProgressCode
     error_count: int = 0
     log_bucket: str | None = None
     log_key: str | None = None
+    reason: str | None = None
 
 
 def render_log(rows: list[LogRow]) -> bytes:

@@ -48,7 +48,7 @@ from airflow_provider_importexport.emulator.auth import (
     body_hash_to_check,
     check_payload,
 )
-from airflow_provider_importexport.emulator.backend import BackendConfig, ImportExportBackend, LifecycleProfile
+from airflow_provider_importexport.emulator.backend import BackendConfig, ImportExportBackend
 from airflow_provider_importexport.emulator.client import EmulatorAdmin
 from airflow_provider_importexport.emulator.faults import (
     FAULTS,
@@ -57,6 +57,7 @@ from airflow_provider_importexport.emulator.faults import (
     FaultInjector,
     RequestLog,
 )
+from airflow_provider_importexport.emulator.lifecycle import LifecycleProfile
 from airflow_provider_importexport.emulator.state import CancelRule
 from airflow_provider_importexport.emulator.storage import S3Storage, bucket_info, reset_s3
 
