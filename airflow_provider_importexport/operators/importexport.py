@@ -19,6 +19,7 @@ from airflow_provider_importexport.manifest import Manifest, ManifestLike, Retur
 from airflow_provider_importexport.masking import register_manifest_secrets
 from airflow_provider_importexport.status import ProgressCode, progress_info
 from airflow_provider_importexport.utils.files import check_signature_path, download, write_signature_file
+from airflow_provider_importexport.utils.params import did_you_mean
 from airflow_provider_importexport.utils.task_errors import fails_fast
 
 if TYPE_CHECKING:
@@ -36,7 +37,8 @@ CLOCK_SKEW = dt.timedelta(minutes=15)
 def _check_job_type(job_type: str) -> None:
     if job_type not in JOB_TYPES:
         raise exc.InvalidParameterError(
-            f"job_type must be 'Import' or 'Export', got {job_type!r}; fix the operator's job_type argument."
+            f"job_type must be 'Import' or 'Export', got {job_type!r}{did_you_mean(job_type, JOB_TYPES)}; "
+            "fix the operator's job_type argument."
         )
 
 

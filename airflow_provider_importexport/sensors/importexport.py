@@ -25,6 +25,8 @@ from airflow_provider_importexport.status import (
     public_status,
 )
 from airflow_provider_importexport.triggers.importexport import ImportExportJobTrigger
+from airflow_provider_importexport.utils.params import check_choice, check_seconds
+from airflow_provider_importexport.utils.progress import WaitProgress, deferring_line
 from airflow_provider_importexport.utils.task_errors import fails_fast
 
 if TYPE_CHECKING:
@@ -33,6 +35,51 @@ if TYPE_CHECKING:
 #: Devices travel by mail: poll every 15 minutes and give up after 30 days by default.
 DEFAULT_POKE_INTERVAL = 15 * 60
 DEFAULT_TIMEOUT = 30 * 24 * 3600
+#: The task state store key under which a rescheduled sensor keeps its progress story.
+PROGRESS_KEY = "importexport_progress"
+MODES = ("poke", "reschedule")
+
+
+def poll_interval(waiter_delay: float | None, kwargs: dict[str, Any]) -> float:
+    """The one poll interval: ``waiter_delay`` or ``poke_interval``, whichever the task passed.
+
+    Both passed with different values is an error naming both. Values from ``default_args``
+    yield to the task's own; with neither, 15 minutes.
+    """
+    defaults = kwargs.get("default_args") or {}
+    poke_interval = kwargs.pop("poke_interval", None)
+    delay_is_default = waiter_delay is not None and defaults.get("waiter_delay", object()) == waiter_delay
+    if waiter_delay is not None:
+        check_seconds("waiter_delay", waiter_delay)
+    if poke_interval is not None:
+        poke_interval = check_seconds("poke_interval", poke_interval)
+    if waiter_delay is not None and poke_interval is not None and float(waiter_delay) != poke_interval:
+        if not delay_is_default:
+            raise ValueError(
+                f"waiter_delay={waiter_delay!r} and poke_interval={poke_interval!r} are the same setting, the seconds "
+                "between checks in every mode: pass only one of them."
+            )
+        return poke_interval
+    for value in (waiter_delay, poke_interval, defaults.get("poke_interval")):
+        if value is not None:
+            return check_seconds("poke_interval", value)
+    return float(DEFAULT_POKE_INTERVAL)
+
+
+def sensor_timeout(delay: float, waiter_max_attempts: int | None, kwargs: dict[str, Any]) -> float:
+    """``timeout``, or ``waiter_delay * waiter_max_attempts``: passing both is an error naming both."""
+    timeout = kwargs.get("timeout")
+    if waiter_max_attempts is None:
+        value = timeout if timeout is not None else (kwargs.get("default_args") or {}).get("timeout")
+        return check_seconds("timeout", value) if value is not None else float(DEFAULT_TIMEOUT)
+    if isinstance(waiter_max_attempts, bool) or not isinstance(waiter_max_attempts, int) or waiter_max_attempts < 1:
+        raise ValueError(f"waiter_max_attempts={waiter_max_attempts!r} is not valid: give a whole number, 1 or more.")
+    if timeout is not None:
+        raise ValueError(
+            f"timeout={timeout!r} and waiter_max_attempts={waiter_max_attempts!r} both set how long the sensor "
+            "waits: pass only one of them."
+        )
+    return delay * waiter_max_attempts
 
 
 class ImportExportJobSensor(AwsBaseSensor[ImportExportHook]):
@@ -42,7 +89,14 @@ class ImportExportJobSensor(AwsBaseSensor[ImportExportHook]):
     ``ProgressCode``, ``LocationCode``, ``ErrorCount``, ``Carrier``, ``TrackingNumber``,
     the messages) and all of them as the return value. In deferrable mode (the default
     follows ``[operators] default_deferrable``) the wait runs in the triggerer and the
-    sensor's ``timeout`` is honoured there as an absolute deadline.
+    sensor's ``timeout`` is honoured there as an absolute deadline. Without it the sensor
+    runs in ``reschedule`` mode unless ``mode`` says otherwise, so a wait of weeks does not
+    hold a worker slot between checks.
+
+    The poll interval is one setting in every mode: ``waiter_delay``, or ``poke_interval``
+    under its usual sensor name (pass either; both with different values is an error). The
+    log tells a short story: a line on every change of the job's state and an hourly
+    heartbeat, each with the state's age, the job's age, the next check and the deadline.
 
     .. seealso:: README, "Wait on a device inside an existing pipeline"
 
@@ -54,9 +108,13 @@ class ImportExportJobSensor(AwsBaseSensor[ImportExportHook]):
     :param read_log: read the job's log from S3 and push a summary (files ok / failed, bytes)
         as XCom ``log_summary`` (default: False)
     :param deferrable: wait in the triggerer (default: ``[operators] default_deferrable``)
-    :param waiter_delay: seconds between polls; the same as ``poke_interval`` (default: 900)
-    :param waiter_max_attempts: polls before giving up; sets ``timeout`` to
-        ``waiter_delay * waiter_max_attempts`` (default: none; ``timeout`` is 30 days)
+    :param mode: when not deferrable: ``reschedule`` (default: frees the worker slot between
+        checks) or ``poke`` (holds it)
+    :param waiter_delay: seconds between checks in every mode; ``poke_interval`` is the same
+        setting under the sensors' usual name (default: 900)
+    :param waiter_max_attempts: checks before giving up; sets ``timeout`` to
+        ``waiter_delay * waiter_max_attempts``, so pass one or the other (default: none;
+        ``timeout`` is 30 days)
     :param max_consecutive_errors: transient errors in a row tolerated in deferrable mode (default: 10)
     """
 
@@ -78,20 +136,29 @@ class ImportExportJobSensor(AwsBaseSensor[ImportExportHook]):
         max_consecutive_errors: int = 10,
         **kwargs: Any,
     ) -> None:
-        delay = waiter_delay if waiter_delay is not None else kwargs.pop("poke_interval", DEFAULT_POKE_INTERVAL)
+        delay = poll_interval(waiter_delay, kwargs)
         kwargs["poke_interval"] = delay
-        if waiter_max_attempts is not None:
-            kwargs["timeout"] = delay * waiter_max_attempts
-        kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
+        kwargs["timeout"] = sensor_timeout(delay, waiter_max_attempts, kwargs)
+        mode = kwargs.get("mode", (kwargs.get("default_args") or {}).get("mode"))
+        if mode is not None:
+            check_choice("mode", mode, MODES)
+        elif not deferrable:
+            kwargs["mode"] = "reschedule"  # a wait of days must not hold a worker slot
+        wait_for = check_choice("wait_for", wait_for, [w.value for w in WaitFor])
+        policies = [p.value for p in SuccessWithErrorsPolicy]
+        on_success_with_errors = check_choice("on_success_with_errors", on_success_with_errors, policies)
+        if isinstance(max_consecutive_errors, bool) or not isinstance(max_consecutive_errors, int):
+            raise ValueError(f"max_consecutive_errors={max_consecutive_errors!r} is not valid: give a whole number.")
         super().__init__(**kwargs)
         self.job_id = job_id
-        self.wait_for = WaitFor(wait_for).value
-        self.on_success_with_errors = SuccessWithErrorsPolicy(on_success_with_errors).value
+        self.wait_for = wait_for
+        self.on_success_with_errors = on_success_with_errors
         self.read_log = read_log
         self.deferrable = deferrable
         self.waiter_delay = delay
         self.waiter_max_attempts = waiter_max_attempts
         self.max_consecutive_errors = max_consecutive_errors
+        self._progress: WaitProgress | None = None
 
     # --- the one place hook parameters travel to the trigger -----------------------------------
 
@@ -108,12 +175,13 @@ class ImportExportJobSensor(AwsBaseSensor[ImportExportHook]):
             raise exc.InvalidParameterError("job_id is empty; pass the JobId returned by the create task.")
         self.hook.require_connection()
         if not self.deferrable:
-            return super().execute(context)
-        verdict, status = self._check()
+            return self._execute_sync(context)
+        status = self._read_status()
+        verdict = self._verdict(status)
         if verdict.done:
-            return self._finish(context, verdict, status)
-        self.log.info("%s Deferring to the triggerer.", verdict.message)
-        deadline = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=self.timeout)
+            return self._finish(context, verdict, public_status(status))
+        deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.timeout)
+        self.log.info("%s %s", verdict.message, deferring_line(self.waiter_delay, deadline))
         self.defer(
             trigger=ImportExportJobTrigger(
                 job_id=self.job_id,
@@ -128,17 +196,55 @@ class ImportExportJobSensor(AwsBaseSensor[ImportExportHook]):
             timeout=dt.timedelta(seconds=self.timeout),
         )
 
+    def _execute_sync(self, context: Context) -> Any:
+        """Poke or reschedule; a timeout says the last state seen, how long, and what to do next."""
+        try:
+            return super().execute(context)
+        except AirflowSensorTimeout as timeout:
+            raise AirflowSensorTimeout(self._progress_of(context).timed_out()) from timeout
+
     @fails_fast
     def poke(self, context: Context) -> PokeReturnValue:
-        verdict, status = self._check()
+        status = self._read_status()
+        verdict = self._verdict(status)
         if not verdict.done:
-            self.log.info("%s", verdict.message)
+            self._tell_progress(context, status)
             return PokeReturnValue(is_done=False)
-        return PokeReturnValue(is_done=True, xcom_value=self._finish(context, verdict, status))
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(context, verdict, public_status(status)))
 
-    def _check(self) -> tuple[Verdict, dict[str, Any]]:
-        status = public_status(self.hook.get_status_or_ended(self.job_id))
-        return evaluate_wait(status, self.wait_for, self.on_success_with_errors), status
+    def _read_status(self) -> dict[str, Any]:
+        return self.hook.get_status_or_ended(self.job_id)
+
+    def _verdict(self, status: dict[str, Any]) -> Verdict:
+        return evaluate_wait(status, self.wait_for, self.on_success_with_errors)
+
+    # --- the story of a long wait (poke and reschedule) -------------------------------------------
+
+    def _progress_of(self, context: Context) -> WaitProgress:
+        """This wait's progress, kept in the task state store so a rescheduled run goes on with it."""
+        if self._progress is None:
+            progress = WaitProgress(self.job_id, self.wait_for, self.poke_interval)
+            progress.restore(self._stored_progress(context))
+            progress.deadline = progress.started + dt.timedelta(seconds=self.timeout)
+            self._progress = progress
+        return self._progress
+
+    def _tell_progress(self, context: Context, status: dict[str, Any]) -> None:
+        progress = self._progress_of(context)
+        lines = progress.observe(status)
+        for line in lines:
+            self.log.info("%s", line)
+        if lines and self.reschedule:
+            self._store_progress(context, progress)
+
+    def _stored_progress(self, context: Context) -> Any:
+        store = context.get("task_state_store")
+        return store.get(PROGRESS_KEY) if store is not None and self.reschedule else None
+
+    def _store_progress(self, context: Context, progress: WaitProgress) -> None:
+        store = context.get("task_state_store")
+        if store is not None:
+            store.set(PROGRESS_KEY, progress.snapshot(), retention=dt.timedelta(seconds=self.timeout, days=1))
 
     # --- the deferred half ----------------------------------------------------------------------
 
