@@ -214,3 +214,56 @@ def _dag_test_in_child(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
     from tests.helpers import dag_test_in_child
 
     monkeypatch.setattr(DAG, "test", dag_test_in_child)
+
+
+# --- fast feedback: `make test-fast` runs `pytest -m "not slow"` ---------------------------------
+#
+# A test is `slow` and `integration` when it runs real Airflow task execution (it uses one of
+# AIRFLOW_FIXTURES: the metadata DB and dag.test() in a child), and gets the markers SLOW_TESTS
+# gives it. A test file may also mark its own tests; nothing here removes a marker.
+
+#: Fixtures that mean a whole DAG run or a migrated metadata DB.
+AIRFLOW_FIXTURES = frozenset({"airflow_db", "run_dag"})
+#: Node id prefixes (a file, or file::test) and their markers: tests that start processes (an
+#: Airflow stack, the airflow CLI, the emulator's command line, a test child) or take long.
+SLOW_TESTS: dict[str, tuple[str, ...]] = {
+    "tests/test_end_to_end.py": ("slow", "integration"),  # API server, scheduler, DAG processor, triggerer
+    "tests/test_layers.py": ("slow", "integration"),  # the emulator in a process that cannot import Airflow
+    "tests/test_openlineage_optional.py": ("slow", "integration"),  # a Python without the extra
+    "tests/test_provider.py::test_airflow_lists_the_provider": ("slow", "integration"),
+    "tests/test_trigger.py::test_provider_lists_the_trigger": ("slow", "integration"),
+    "tests/test_emulator_hardening.py::test_kill_9_during_saves_leaves_a_whole_state": ("slow", "integration"),
+    "tests/test_emulator_hardening.py::test_command_line_refuses_": ("slow", "integration"),
+    "tests/test_emulator_protocol.py::test_command_line_start": ("slow", "integration"),
+    "tests/test_emulator_protocol.py::test_bad_account_option_is_explained": ("slow", "integration"),
+    "tests/test_emulator_protocol.py::test_aws_cli": ("slow", "integration"),
+    "tests/test_emulator_security.py::test_cli_": ("slow", "integration"),
+    "tests/test_emulator_security.py::test_spawned_emulator_and_admin_command_use_the_token": ("slow", "integration"),
+    "tests/test_files.py::test_a_hung_child_is_killed_and_fails_the_test": ("slow",),
+    "tests/test_files.py::test_a_child_returns_raises_and_prints_into_the_test": ("slow",),
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the markers this file assigns, unless pyproject.toml already does."""
+    registered = {line.split(":", 1)[0].strip() for line in config.getini("markers")}
+    descriptions = {
+        "slow": "a whole DAG run, an Airflow stack or a process started (make test-fast skips these)",
+        "integration": "needs a real Airflow (metadata DB, task runner, CLI) or the emulator as its own process",
+    }
+    for name, description in descriptions.items():
+        if name not in registered:
+            config.addinivalue_line("markers", f"{name}: {description}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Add the `slow` and `integration` markers by the rules above (never removes a marker)."""
+    for item in items:
+        names: set[str] = set()
+        if AIRFLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            names.update(("slow", "integration"))
+        for prefix, markers in SLOW_TESTS.items():
+            if item.nodeid.startswith(prefix):
+                names.update(markers)
+        for name in sorted(names - {mark.name for mark in item.iter_markers()}):
+            item.add_marker(name)
