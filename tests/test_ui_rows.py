@@ -15,7 +15,7 @@ import pytest
 
 from airflow_provider_importexport.emulator import ImportExportEmulator
 from airflow_provider_importexport.operators.importexport import ImportExportCreateJobOperator
-from airflow_provider_importexport.plugins.dag_runs import find_dag_runs, marker_of
+from airflow_provider_importexport.plugins.dag_runs import marker_of
 from airflow_provider_importexport.plugins.reader import SnapshotCache, ViewSettings, read_snapshot
 from airflow_provider_importexport.plugins.shipments import DagRunRef, JobRow
 from tests.helpers import export_manifest, import_manifest
@@ -93,7 +93,11 @@ def check_rows(rows: dict[str, dict[str, Any]], ids: dict[str, str], bucket: str
     assert canceled["canceled"] and canceled["progress_code"] == "Canceled" and not canceled["label_available"]
     assert tuple(stage["state"] for stage in canceled["timeline"]) == CANCELED_TIMELINE
     export = rows[ids["export"]]
-    assert (export["job_type"], export["device_id"], export["location_code"]) == ("Export", "disk-export", "NotReceived")
+    assert (export["job_type"], export["device_id"], export["location_code"]) == (
+        "Export",
+        "disk-export",
+        "NotReceived",
+    )
 
 
 @pytest.fixture
@@ -169,26 +173,6 @@ async def test_a_failed_refresh_is_cached_too() -> None:
             await cache.get("no_such_connection")
         assert raised.value.code == "ConnectionNotFound"
     assert cache.refreshes == 1
-
-
-def test_the_create_operators_marker_leads_to_its_dag_run(
-    run_dag: Any, emulator: ImportExportEmulator, bucket: str
-) -> None:
-    manifest = import_manifest(bucket, device_id="disk-from-dag").to_yaml()
-    result = run_dag(
-        "import datetime\n"
-        "from airflow.sdk import DAG\n"
-        "from airflow_provider_importexport.operators.importexport import ImportExportCreateJobOperator\n"
-        "with DAG('$dag_id', schedule=None, start_date=datetime.datetime(2026, 1, 1), catchup=False) as dag:\n"
-        "    ImportExportCreateJobOperator(task_id='create', manifest=$manifest)\n",
-        manifest=repr(manifest),
-    )
-    job_id = result.xcom("create")
-    rows = read_snapshot("aws_default", ViewSettings(), find_dag_runs).rows
-    [row] = [row for row in rows if row.job_id == job_id]
-    assert row.device_id == "disk-from-dag"
-    assert row.marker == marker_of(result.dag_id, "create", result.run_id, -1)
-    assert row.dag_run == DagRunRef(dag_id=result.dag_id, run_id=result.run_id, task_id="create")
 
 
 def test_marker_of_is_the_operators_marker() -> None:

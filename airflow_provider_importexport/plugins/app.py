@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import Depends, FastAPI, Form, HTTPException, Request, status
+from airflow.api_fastapi.app import get_auth_manager
+from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
+from airflow.api_fastapi.auth.managers.models.resource_details import ConnectionDetails
+from airflow.api_fastapi.core_api.security import GetUserDep
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -22,112 +27,139 @@ from airflow_provider_importexport import exceptions as exc
 from airflow_provider_importexport.hooks.importexport import ImportExportHook
 from airflow_provider_importexport.plugins.dag_runs import find_dag_runs
 from airflow_provider_importexport.plugins.reader import Snapshot, SnapshotCache, ViewSettings
-from airflow_provider_importexport.plugins.shipments import STAGES, JobRow
+from airflow_provider_importexport.plugins.shipments import JobRow
 
 PACKAGE = "airflow_provider_importexport.plugins"
 #: An error code that means "no such connection", not "the service failed".
 _NOT_FOUND_CODES = ("ConnectionNotFound",)
 
 _templates = Environment(loader=PackageLoader(PACKAGE, "templates"), autoescape=select_autoescape(), auto_reload=False)
+router = APIRouter()
+
+
+@dataclass(frozen=True)
+class Access:
+    """A logged-in user allowed to read this AWS connection."""
+
+    user: BaseUser
+    conn_id: str
+
+
+def readable_connection(request: Request, user: GetUserDep, conn_id: str | None = None) -> Access:
+    """The connection to read (``?conn_id=``, default from settings), once the user may read it."""
+    conn_id = conn_id or _settings(request).default_conn_id
+    if not _may_read_connection(user, conn_id):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"You may not read the connection {conn_id!r}.")
+    return Access(user, conn_id)
+
+
+Reader = Annotated[Access, Depends(readable_connection)]
+
+
+def readable_connection_form(
+    request: Request, user: GetUserDep, conn_id: Annotated[str | None, Form()] = None
+) -> Access:
+    """As :func:`readable_connection`, for a form post."""
+    return readable_connection(request, user, conn_id)
+
+
+@router.get("/", response_class=HTMLResponse)
+async def page(request: Request, access: Reader) -> HTMLResponse:
+    """The page: server-rendered rows, so it shows without any script."""
+    try:
+        snapshot: Snapshot | None = await _cache(request).get(access.conn_id)
+        error = None
+    except exc.ImportExportError as failure:
+        snapshot, error = None, failure
+    rows = _visible_rows(snapshot, access.user)
+    html = _templates.get_template("shipments.html").render(
+        conn_id=access.conn_id,
+        snapshot=snapshot,
+        rows=rows,
+        error=error,
+        settings=_settings(request),
+        summary=_summary(rows),
+        run_url=run_url,
+    )
+    return HTMLResponse(html, status_code=_status_of(error) if error else 200)
+
+
+@router.get("/api/jobs")
+async def jobs(request: Request, access: Reader) -> JSONResponse:
+    """The same rows as JSON."""
+    try:
+        snapshot = await _cache(request).get(access.conn_id)
+    except exc.ImportExportError as failure:
+        raise _http_error(failure) from None
+    settings = _settings(request)
+    return JSONResponse(
+        {
+            "conn_id": access.conn_id,
+            "fetched_at": snapshot.fetched_at.isoformat(),
+            "cache_seconds": settings.cache_seconds,
+            "max_jobs": settings.max_jobs,
+            "truncated": snapshot.truncated,
+            "jobs": [row.to_dict() for row in _visible_rows(snapshot, access.user)],
+        }
+    )
+
+
+@router.post("/api/jobs/{job_id}/label")
+async def label(
+    request: Request, job_id: str, access: Annotated[Access, Depends(readable_connection_form)]
+) -> RedirectResponse:
+    """GetShippingLabel only when asked (a button, never a page view); redirects to the label."""
+    try:
+        answer = await asyncio.to_thread(_shipping_label, access.conn_id, job_id, _settings(request))
+    except exc.ImportExportError as failure:
+        raise _http_error(failure) from None
+    url = str(answer.get("ShippingLabelURL") or "")
+    if not url.startswith(("https://", "http://")):
+        raise HTTPException(status.HTTP_502_BAD_GATEWAY, "The service returned no shipping label link.")
+    return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
+
+
+async def refused(request: Request, error: Exception) -> Response:
+    """Browsers get a short page with a way to log in; API clients get Airflow's JSON."""
+    assert isinstance(error, HTTPException)
+    if "text/html" not in request.headers.get("accept", ""):
+        return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
+    html = _templates.get_template("refused.html").render(status=error.status_code, detail=error.detail)
+    return HTMLResponse(html, status_code=error.status_code)
 
 
 def create_app(settings: ViewSettings | None = None) -> FastAPI:
     """The app; settings default to Airflow's ``[importexport] ui_*`` options."""
-    from airflow.api_fastapi.core_api.security import GetUserDep
-
     settings = settings or ViewSettings.from_airflow_config()
-    cache = SnapshotCache(settings, find_dag_runs)
     app = FastAPI(title="AWS Import/Export jobs", docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.cache = cache
+    app.state.settings = settings
+    app.state.cache = SnapshotCache(settings, find_dag_runs)
+    app.include_router(router)
+    app.add_exception_handler(HTTPException, refused)
     app.mount("/static", StaticFiles(directory=str(resources.files(PACKAGE) / "static")), name="static")
-
-    def readable_connection(user: GetUserDep, conn_id: str | None = None) -> tuple[Any, str]:
-        """The user and the connection to read, once the user may read that connection."""
-        conn_id = conn_id or settings.default_conn_id
-        if not _may_read_connection(user, conn_id):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"You may not read the connection {conn_id!r}.")
-        return user, conn_id
-
-    Reader = Annotated[tuple[Any, str], Depends(readable_connection)]
-
-    @app.get("/", response_class=HTMLResponse)
-    async def page(reader: Reader) -> HTMLResponse:
-        user, conn_id = reader
-        try:
-            snapshot: Snapshot | None = await cache.get(conn_id)
-            error = None
-        except exc.ImportExportError as failure:
-            snapshot, error = None, failure
-        rows = _visible_rows(snapshot, user)
-        html = _templates.get_template("shipments.html").render(
-            conn_id=conn_id,
-            snapshot=snapshot,
-            rows=rows,
-            error=error,
-            settings=settings,
-            stages=STAGES,
-            summary=_summary(rows),
-            run_url=run_url,
-        )
-        return HTMLResponse(html, status_code=_status_of(error) if error else 200)
-
-    @app.get("/api/jobs")
-    async def jobs(reader: Reader) -> JSONResponse:
-        user, conn_id = reader
-        try:
-            snapshot = await cache.get(conn_id)
-        except exc.ImportExportError as failure:
-            raise _http_error(failure) from None
-        return JSONResponse(
-            {
-                "conn_id": conn_id,
-                "fetched_at": snapshot.fetched_at.isoformat(),
-                "cache_seconds": settings.cache_seconds,
-                "max_jobs": settings.max_jobs,
-                "truncated": snapshot.truncated,
-                "jobs": [row.to_dict() for row in _visible_rows(snapshot, user)],
-            }
-        )
-
-    @app.post("/api/jobs/{job_id}/label")
-    async def label(job_id: str, user: GetUserDep, conn_id: Annotated[str | None, Form()] = None) -> Response:
-        """GetShippingLabel, only when asked (a button, never a page view); redirects to the label."""
-        _, conn_id = readable_connection(user, conn_id)
-        try:
-            answer = await asyncio.to_thread(_shipping_label, conn_id, job_id, settings)
-        except exc.ImportExportError as failure:
-            raise _http_error(failure) from None
-        url = str(answer.get("ShippingLabelURL") or "")
-        if not url.startswith(("https://", "http://")):
-            raise HTTPException(status.HTTP_502_BAD_GATEWAY, "The service returned no shipping label link.")
-        return RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER)
-
-    @app.exception_handler(HTTPException)
-    async def refused(request: Request, error: HTTPException) -> Response:
-        """Browsers get a short page with a way to log in; API clients get Airflow's JSON."""
-        if "text/html" not in request.headers.get("accept", ""):
-            return JSONResponse({"detail": error.detail}, status_code=error.status_code, headers=error.headers)
-        html = _templates.get_template("refused.html").render(status=error.status_code, detail=error.detail)
-        return HTMLResponse(html, status_code=error.status_code)
-
     return app
 
 
-def _may_read_connection(user: Any, conn_id: str) -> bool:
-    from airflow.api_fastapi.app import get_auth_manager
-    from airflow.api_fastapi.auth.managers.models.resource_details import ConnectionDetails
+def _settings(request: Request) -> ViewSettings:
+    settings: ViewSettings = request.app.state.settings
+    return settings
 
+
+def _cache(request: Request) -> SnapshotCache:
+    cache: SnapshotCache = request.app.state.cache
+    return cache
+
+
+def _may_read_connection(user: BaseUser, conn_id: str) -> bool:
     return bool(
         get_auth_manager().is_authorized_connection(method="GET", details=ConnectionDetails(conn_id=conn_id), user=user)
     )
 
 
-def _visible_rows(snapshot: Snapshot | None, user: Any) -> list[JobRow]:
+def _visible_rows(snapshot: Snapshot | None, user: BaseUser) -> list[JobRow]:
     """The snapshot's rows with DAG run links only for DAGs this user may read (the cache is shared)."""
     if snapshot is None:
         return []
-    from airflow.api_fastapi.app import get_auth_manager
-
     dag_ids = {row.dag_run.dag_id for row in snapshot.rows if row.dag_run}
     readable = get_auth_manager().filter_authorized_dag_ids(dag_ids=dag_ids, user=user) if dag_ids else set()
     return [
