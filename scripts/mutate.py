@@ -78,8 +78,9 @@ _EMULATOR_TESTS = (
     "tests/test_emulator_lifecycle.py",
     "tests/test_emulator_hardening.py",
     "tests/test_emulator_security.py",
+    "tests/test_auth_edges.py",
 )
-_MANIFEST_TESTS = ("tests/test_manifest.py", "tests/test_manifest_hostile.py")
+_MANIFEST_TESTS = ("tests/test_manifest.py", "tests/test_manifest_hostile.py", "tests/test_manifest_masking_edges.py")
 
 # The scope (docs/mutation.md): the functions that implement the README's guarantees, and a
 # deterministic sample of their mutants sized so that every module fits about 40 minutes.
