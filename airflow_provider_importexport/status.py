@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass
 
 
-class LocationCode(str, enum.Enum):
+class LocationCode(enum.StrEnum):
     """Where the device is (GetStatus ``LocationCode``)."""
 
     NOT_RECEIVED = "NotReceived"
@@ -18,7 +18,7 @@ class LocationCode(str, enum.Enum):
     RETURNED = "Returned"
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     """How a ProgressCode classifies a job."""
 
     ACTIVE = "active"
@@ -28,7 +28,7 @@ class Outcome(str, enum.Enum):
     FAILURE = "failure"
 
 
-class ProgressCode(str, enum.Enum):
+class ProgressCode(enum.StrEnum):
     """How far the job got (GetStatus ``ProgressCode``)."""
 
     PENDING = "Pending"
@@ -153,7 +153,7 @@ def is_terminal(code: str) -> bool:
 # --- waiting on a job -----------------------------------------------------------------------------
 
 
-class WaitFor(str, enum.Enum):
+class WaitFor(enum.StrEnum):
     """What a sensor waits for."""
 
     ARRIVAL = "arrival"  # the device reached AWS (LocationCode AtAWS)
@@ -161,7 +161,7 @@ class WaitFor(str, enum.Enum):
     RETURN = "return"  # the device was shipped back (LocationCode Returned)
 
 
-class SuccessWithErrorsPolicy(str, enum.Enum):
+class SuccessWithErrorsPolicy(enum.StrEnum):
     """What a finished job with failed files means for the waiting task."""
 
     SUCCEED = "succeed"

@@ -274,7 +274,7 @@ def create_with_retries(life: Lifecycle, devices: Path) -> None:
     device = devices / life.device_id
     device.mkdir(exist_ok=True)
     (device / "data.txt").write_text(f"lifecycle {life.index}\n")
-    store, run_after = StateStore(), dt.datetime.now(dt.timezone.utc)
+    store, run_after = StateStore(), dt.datetime.now(dt.UTC)
     for try_number in range(1, MAX_TRIES + 1):
         life.tries = try_number
         operator = ImportExportCreateJobOperator(
@@ -294,7 +294,7 @@ async def wait_for_job(life: Lifecycle, retrigger: bool, rng: random.Random) -> 
     from airflow_provider_importexport.triggers.importexport import ImportExportJobTrigger
 
     assert life.job_id is not None
-    deadline = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=10)).isoformat()
+    deadline = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)).isoformat()
     trigger: Any = ImportExportJobTrigger(
         job_id=life.job_id, waiter_delay=WAITER_DELAY, deadline=deadline, aws_conn_id=conn_id(life.account)
     )
@@ -358,7 +358,7 @@ class PhaseResult:
 def life_marker(life: Lifecycle) -> str:
     from airflow_provider_importexport.operators.importexport import ImportExportCreateJobOperator
 
-    context = task_context(life, 1, StateStore(), dt.datetime.now(dt.timezone.utc))
+    context = task_context(life, 1, StateStore(), dt.datetime.now(dt.UTC))
     return ImportExportCreateJobOperator.marker(context)  # type: ignore[arg-type]
 
 
@@ -466,7 +466,7 @@ def render(results: list[PhaseResult], machine: str) -> str:
         f"poll interval {WAITER_DELAY} s; up to {MAX_TRIES} tries per create task, {RETRY_DELAY:.0f} s apart",
         "(a retry_delay longer than the longest stall: see the README's duplicate guard).",
         "",
-        f"Run on {machine}, {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC.",
+        f"Run on {machine}, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC.",
         "",
         "| phase | jobs intended | jobs created | duplicates | waits | ended correctly | lost "
         "| wait ended after the job, median / max | wall time |",

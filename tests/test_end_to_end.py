@@ -291,7 +291,7 @@ def fired_events(log: str) -> list[dict[str, Any]]:
 def utc(text: str) -> dt.datetime:
     """A time from the metadata DB or a log (naive means UTC)."""
     value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def test_triggerer_crash_loses_no_wait(
@@ -326,7 +326,7 @@ def test_triggerer_crash_loses_no_wait(
     )
     took = time.monotonic() - killed_at
     (second,) = {d.triggerer_id for d in after.values()}
-    if dt.datetime.now(dt.timezone.utc) >= short_deadline:
+    if dt.datetime.now(dt.UTC) >= short_deadline:
         pytest.fail(
             f"inconclusive: the takeover took {took:.0f} s, past the short wait's deadline; raise SHORT_TIMEOUT"
         )
@@ -340,7 +340,7 @@ def test_triggerer_crash_loses_no_wait(
     for task_id, wait in WAITS.items():
         for action, options in wait.actions:
             emulator.admin.act(jobs[task_id], action, **options)
-    left = (short_deadline - dt.datetime.now(dt.timezone.utc)).total_seconds()
+    left = (short_deadline - dt.datetime.now(dt.UTC)).total_seconds()
     finished_run_state(stack, RESTART_DAG_ID, "the run to finish", timeout=max(left, 0) + 120)
 
     tasks = {
