@@ -1,22 +1,30 @@
 """Thousands of waits in one triggerer event loop: memory, loop lag, polling rate, fairness.
 
-N concurrent waits of the real ``ImportExportJobTrigger.run()`` (built, like the sensor builds it,
-then through ``serialize()`` and back) against one emulator process whose jobs never move, so
-every wait keeps polling. Side by side in one run, each case in a fresh process, the order
-alternating by round:
+N concurrent waits of the real ``ImportExportJobTrigger.run()`` (built as the sensor builds it,
+then through ``serialize()`` and back, started one per loop iteration as the triggerer starts
+them) against one emulator process whose jobs never move, so every wait keeps polling. Side by
+side in one run, each case in a fresh process, the order alternating by round:
 
 * ``ours``: the provider's trigger;
 * ``baseline``: the same wait written as the Amazon provider's triggers are, one hook and one
   aiobotocore client per trigger (``async with await hook.get_async_conn() as client``).
 
-Per case: RSS and memory per wait, event-loop lag (a 100 ms ticker: p50/p99/max), full garbage
-collections and their pauses, GetStatus calls per second achieved (the emulator's own count)
-against those demanded, time until every wait has polled once, waits that ended (lost). A
-fairness case runs 10,000 waits at a 60 s interval and reports the gap between a wait's polls.
+Per case: RSS, memory and garbage-collected objects per wait (the growth over a process that
+already holds one wait, so code and the first client are not counted), event-loop lag (a 100 ms
+ticker: p50/p99/max), full garbage collections and their longest pause, GetStatus calls per
+second (the emulator's own count) against those demanded, time until every wait has polled
+once, failed calls and lost waits (a wait that ended). Polls are recorded at the aiobotocore
+client, the same way for both variants. A fairness case runs 10,000 waits at a 60 s interval,
+long enough for two polls of every wait, and reports the gaps between a wait's polls.
 
-Usage: ``.venv/bin/python scripts/bench_triggers.py [--sizes 100,1000,10000] [--rounds 3]``.
-Prints a table per case, writes the figures as JSON (``--json``), and ends with a ``bench-triggers:``
-line of medians.
+``--gc MODE`` runs ``ours`` once more per round under an operator's GC setting (``freeze``:
+``gc.freeze()`` once the process has loaded its code; ``threshold``: ``gc.set_threshold(50_000,
+20, 100)``), to measure what that tuning buys; the provider itself never touches the collector.
+
+Usage: ``.venv/bin/python scripts/bench_triggers.py [--quick] [--sizes 100,1000,10000] [--rounds 3]``;
+``--real-triggerer`` instead runs a real ``airflow triggerer`` holding deferred sensor waits
+(scripts/bench_real_triggerer.py). Prints each case as JSON, a table of medians (min to max),
+and ends with a ``bench-triggers:`` line of medians.
 """
 
 from __future__ import annotations
@@ -26,18 +34,24 @@ import asyncio
 import datetime as dt
 import gc
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from script_env import fake_aws_environment, sample_manifest
+
+#: Operator GC settings the --gc cases measure (what an airflow_local_settings.py could do).
+GC_MODES = ("default", "freeze", "threshold")
+#: The fairness case: waits, poll interval, and a window long enough for two polls of each.
+FAIRNESS = {"waits": 10000, "delay": 60.0, "seconds": 150.0}
+QUICK_FAIRNESS = {"waits": 1000, "delay": 10.0, "seconds": 30.0}
 
 
 def rss_mib() -> float:
@@ -50,7 +64,7 @@ def rss_mib() -> float:
 
 def percentile(values: list[float], share: float) -> float:
     if not values:
-        return 0.0
+        return math.nan
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
@@ -78,14 +92,11 @@ def baseline_trigger_class() -> type:
     from airflow_provider_importexport.triggers.importexport import ImportExportJobTrigger
 
     class ClientPerTrigger(ImportExportJobTrigger):
-        async def _poll(self, hook: Any, client: Any) -> dict[str, Any]:  # type: ignore[override]
-            return await hook.get_status_async(self.job_id, client)
-
-        async def run(self) -> AsyncIterator[TriggerEvent]:
+        async def run(self) -> Any:
             hook = self.hook()
             async with await hook.get_async_conn() as client:
                 while True:
-                    status = await self._poll(hook, client)  # type: ignore[call-arg]
+                    status = await hook.get_status_async(self.job_id, client)
                     verdict = evaluate_wait(status, self.wait_for, self.on_success_with_errors)
                     if verdict.done:
                         yield TriggerEvent({"status": verdict.state})
@@ -96,16 +107,18 @@ def baseline_trigger_class() -> type:
 
 
 class Probe:
-    """Loop lag, first polls and poll gaps, full collections: measured inside the worker."""
+    """Loop lag, polls per wait, failed calls and full collections, measured inside the worker."""
 
     def __init__(self) -> None:
         self.lags: list[float] = []
         self.first_poll: dict[str, float] = {}
         self.last_poll: dict[str, float] = {}
         self.gaps: list[float] = []
+        self.errors = 0
         self.gc_pauses: list[float] = []
         self._gc_started = 0.0
         gc.callbacks.append(self._on_gc)
+        self._record_calls()
 
     def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
         if info.get("generation") != 2:
@@ -114,6 +127,24 @@ class Probe:
             self._gc_started = time.perf_counter()
         else:
             self.gc_pauses.append(time.perf_counter() - self._gc_started)
+
+    def _record_calls(self) -> None:
+        """Record every GetStatus at the aiobotocore client: the same place for both variants."""
+        from aiobotocore.client import AioBaseClient
+
+        original = AioBaseClient._make_api_call
+        probe = self
+
+        async def recorded(client: Any, operation: str, params: dict[str, Any]) -> Any:
+            if operation == "GetStatus":
+                probe.polled(str(params.get("JobId")))
+            try:
+                return await original(client, operation, params)
+            except Exception:
+                probe.errors += 1
+                raise
+
+        AioBaseClient._make_api_call = recorded  # type: ignore[method-assign]
 
     def polled(self, job_id: str) -> None:
         now = time.monotonic()
@@ -130,78 +161,122 @@ class Probe:
             self.lags.append(max(0.0, time.perf_counter() - before - 0.1))
 
 
-def instrument(trigger_class: type, probe: Probe) -> None:
-    """Record each poll (the trigger's own ``_poll``), for first-poll time and fairness."""
-    original = trigger_class._poll  # type: ignore[attr-defined]
-
-    async def polled(self: Any, *args: Any, **kwargs: Any) -> Any:
-        probe.polled(self.job_id)
-        return await original(self, *args, **kwargs)
-
-    trigger_class._poll = polled  # type: ignore[attr-defined]
+def tune_gc(mode: str) -> None:
+    """What an operator could put in airflow_local_settings.py; the provider never does this."""
+    if mode == "freeze":
+        gc.collect()
+        gc.freeze()
+    elif mode == "threshold":
+        gc.set_threshold(50_000, 20, 100)
 
 
-async def run_case(variant: str, job_ids: list[str], seconds: float, delay: float, admin_url: str) -> dict[str, Any]:
-    from airflow_provider_importexport.emulator.client import EmulatorAdmin
-    from airflow_provider_importexport.triggers.importexport import ImportExportJobTrigger
+class Case:
+    """N waits of one variant in this process, with one warm wait started first."""
 
-    trigger_class: type = ImportExportJobTrigger if variant == "ours" else baseline_trigger_class()
-    probe = Probe()
-    instrument(trigger_class, probe)
-    admin = EmulatorAdmin(admin_url)
-    deadline = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).isoformat()
-    gc.collect()
-    rss_before = rss_mib()
-    calls_before = admin.fault_counts()["none"]
-    ended: list[Any] = []
+    def __init__(self, args: argparse.Namespace, job_ids: list[str], warm_job: str) -> None:
+        from airflow_provider_importexport.emulator.client import EmulatorAdmin
+        from airflow_provider_importexport.triggers.importexport import ImportExportJobTrigger
 
-    async def wait(job_id: str) -> None:
-        built = trigger_class(job_id=job_id, waiter_delay=delay, deadline=deadline, aws_conn_id="aws_default")
+        self.args = args
+        self.job_ids = job_ids
+        self.warm_job = warm_job
+        self.trigger_class: type = ImportExportJobTrigger if args.variant == "ours" else baseline_trigger_class()
+        self.admin = EmulatorAdmin(args.endpoint)
+        self.deadline = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat()
+        self.probe = Probe()
+        self.ended: list[Any] = []
+
+    async def wait(self, job_id: str, delay: float) -> None:
+        built = self.trigger_class(job_id=job_id, waiter_delay=delay, deadline=self.deadline, aws_conn_id="aws_default")
         _, kwargs = built.serialize()  # what the triggerer stores and builds the trigger from
-        async for event in trigger_class(**kwargs).run():
-            ended.append(event)
-            return
+        try:
+            async for event in self.trigger_class(**kwargs).run():
+                self.ended.append(event)
+                return
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            self.ended.append(error)
 
-    stop = asyncio.Event()
-    ticker = asyncio.create_task(probe.tick(stop))
-    started = time.monotonic()
-    gc_before = gc.get_stats()[2]["collections"]
-    tasks = [asyncio.create_task(wait(job_id)) for job_id in job_ids]
-    await asyncio.sleep(seconds)
-    window = time.monotonic() - started
-    rss_after = rss_mib()
-    calls = admin.fault_counts()["none"] - calls_before
-    full_collections = gc.get_stats()[2]["collections"] - gc_before
-    stop.set()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, ticker, return_exceptions=True)
-    all_polled = max(probe.first_poll.values()) - started if len(probe.first_poll) == len(job_ids) else float("nan")
-    return {
-        "variant": variant,
-        "waits": len(job_ids),
-        "rss_mib": round(rss_after, 1),
-        "per_wait_kib": round((rss_after - rss_before) * 1024 / len(job_ids), 2),
-        "lag_p50_ms": round(percentile(probe.lags, 0.50) * 1000, 1),
-        "lag_p99_ms": round(percentile(probe.lags, 0.99) * 1000, 1),
-        "lag_max_ms": round(max(probe.lags, default=0.0) * 1000, 1),
-        "full_gcs": full_collections,
-        "gc_pause_max_ms": round(max(probe.gc_pauses, default=0.0) * 1000, 1),
-        "getstatus_per_s": round(calls / window, 1),
-        "demanded_per_s": round(len(job_ids) / delay, 1),
-        "all_polled_s": round(all_polled, 1),
-        "polled": len(probe.first_poll),
-        "gap_p99_s": round(percentile(probe.gaps, 0.99), 1),
-        "gap_max_s": round(max(probe.gaps, default=0.0), 1),
-        "lost": len(ended),
-    }
+    async def warm_up(self) -> asyncio.Task[None]:
+        """One wait (1 s interval, same connection) until it has polled: code loaded, client open."""
+        warm = asyncio.create_task(self.wait(self.warm_job, 1.0))
+        while self.warm_job not in self.probe.first_poll:
+            await asyncio.sleep(0.05)
+        tune_gc(self.args.gc)
+        return warm
+
+    def all_polled(self) -> bool:
+        return len(self.probe.first_poll) > len(self.job_ids)  # every wait, and the warm one
+
+    async def run(self) -> dict[str, Any]:
+        args, probe = self.args, self.probe
+        warm = await self.warm_up()
+        gc.collect()
+        before = {"rss": rss_mib(), "objects": len(gc.get_objects()), "calls": self.admin.fault_counts()["none"],
+                  "full_gcs": gc.get_stats()[2]["collections"], "pauses": len(probe.gc_pauses)}  # fmt: skip
+        stop = asyncio.Event()
+        ticker = asyncio.create_task(probe.tick(stop))
+        started = time.monotonic()
+        tasks = []
+        for job_id in self.job_ids:  # as the triggerer's create_triggers: one per loop iteration
+            tasks.append(asyncio.create_task(self.wait(job_id, args.delay)))
+            await asyncio.sleep(0)
+        while (elapsed := time.monotonic() - started) < args.seconds or (
+            not self.all_polled() and elapsed < args.max_seconds
+        ):
+            await asyncio.sleep(0.5)
+        after = {"window": time.monotonic() - started, "rss": rss_mib(), "calls": self.admin.fault_counts()["none"],
+                 "full_gcs": gc.get_stats()[2]["collections"], "pauses": len(probe.gc_pauses)}  # fmt: skip
+        stop.set()
+        await ticker
+        gc.collect()
+        after["objects"] = len(gc.get_objects())
+        for task in [*tasks, warm]:
+            task.cancel()
+        await asyncio.gather(*tasks, warm, return_exceptions=True)
+        return self.summary(started, before, after, probe.gc_pauses[int(before["pauses"]) : int(after["pauses"])])
+
+    def summary(
+        self, started: float, before: dict[str, float], after: dict[str, float], pauses: list[float]
+    ) -> dict[str, Any]:
+        args, probe, n = self.args, self.probe, len(self.job_ids)
+        polled = [job for job in self.job_ids if job in probe.first_poll]
+        twice = [job for job in polled if probe.last_poll[job] > probe.first_poll[job]]
+        window = after["window"]
+        all_polled = max(probe.first_poll[j] for j in polled) - started if len(polled) == n else math.nan
+        return {
+            "variant": args.variant,
+            "gc": args.gc,
+            "waits": n,
+            "delay": args.delay,
+            "window_s": round(window, 1),
+            "rss_mib": round(after["rss"], 1),
+            "per_wait_kib": round((after["rss"] - before["rss"]) * 1024 / n, 2),
+            "objects_per_wait": round((after["objects"] - before["objects"]) / n, 1),
+            "lag_p50_ms": round(percentile(probe.lags, 0.50) * 1000, 1),
+            "lag_p99_ms": round(percentile(probe.lags, 0.99) * 1000, 1),
+            "lag_max_ms": round(max(probe.lags, default=0.0) * 1000, 1),
+            "full_gcs": int(after["full_gcs"] - before["full_gcs"]),
+            "gc_pause_max_ms": round(max(pauses, default=0.0) * 1000, 1),
+            "getstatus_per_s": round((after["calls"] - before["calls"]) / window, 1),
+            "demanded_per_s": round(n / args.delay, 1),
+            "all_polled_s": round(all_polled, 1),
+            "polled": len(polled),
+            "polled_twice": len(twice),
+            "gap_p50_s": round(percentile(probe.gaps, 0.50), 2),
+            "gap_p99_s": round(percentile(probe.gaps, 0.99), 2),
+            "gap_max_s": round(max(probe.gaps, default=math.nan), 2),
+            "errors": probe.errors,
+            "lost": len(self.ended),
+        }  # fmt: skip
 
 
 def worker(args: argparse.Namespace) -> int:
     worker_environment(args.endpoint)
-    job_ids = json.loads(Path(args.jobs_file).read_text())[: args.n]
-    result = asyncio.run(run_case(args.variant, job_ids, args.seconds, args.delay, args.endpoint))
-    print(json.dumps(result), flush=True)
+    jobs = json.loads(Path(args.jobs_file).read_text())
+    case = Case(args, jobs[: args.n], warm_job=jobs[-1])
+    print(json.dumps(asyncio.run(case.run())), flush=True)
     return 0
 
 
@@ -224,20 +299,33 @@ def create_jobs(endpoint: str, count: int) -> list[str]:
         return [job for chunk in pool.map(create, range(0, count, 500)) for job in chunk]
 
 
-def run_worker(variant: str, n: int, seconds: float, delay: float, endpoint: str, jobs_file: str) -> dict[str, Any]:
+def run_worker(
+    args: argparse.Namespace, variant: str, n: int, delay: float, seconds: float, gc_mode: str = "default"
+) -> dict[str, Any]:
     command = [
         sys.executable, __file__, "--worker", "--variant", variant, "--n", str(n), "--seconds", str(seconds),
-        "--delay", str(delay), "--endpoint", endpoint, "--jobs-file", jobs_file,
+        "--max-seconds", str(args.max_seconds), "--delay", str(delay), "--gc", gc_mode,
+        "--endpoint", args.endpoint, "--jobs-file", args.jobs_file,
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 600, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=args.max_seconds + 900, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith('{"variant"')]
     if done.returncode or not lines:
-        raise RuntimeError(f"worker {variant} n={n} failed: {done.stderr[-2000:]}")
+        raise RuntimeError(f"worker {variant} n={n} failed ({done.returncode}): {done.stderr[-3000:]}")
     return dict(json.loads(lines[-1]))
 
 
-def median_of(results: list[dict[str, Any]], key: str) -> float:
-    return float(statistics.median(r[key] for r in results))
+def plan(args: argparse.Namespace, sizes: list[int]) -> list[tuple[str, int, str]]:
+    """(variant, N, gc mode) per case, rounds alternating the order of ours and the baseline."""
+    cases = []
+    for round_number in range(args.rounds):
+        for n in sizes:
+            variants = ["ours", "baseline"] if n <= args.baseline_max else ["ours"]
+            if round_number % 2:
+                variants.reverse()
+            cases += [(variant, n, "default") for variant in variants]
+            if n == max(sizes):
+                cases += [("ours", n, mode) for mode in args.gc.split(",") if mode and mode != "default"]
+    return cases
 
 
 def main() -> int:
@@ -247,85 +335,117 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", default="", help=argparse.SUPPRESS)
     parser.add_argument("--jobs-file", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 100 and 1,000 waits, one short round")
     parser.add_argument("--sizes", default="100,1000,10000", help="numbers of concurrent waits")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=40.0, help="measured window per case")
+    parser.add_argument("--max-seconds", type=float, default=300.0, help="longest window, waiting for first polls")
     parser.add_argument("--delay", type=float, default=5.0, help="poll interval (waiter_delay)")
     parser.add_argument("--baseline-max", type=int, default=1000, help="largest N for the client-per-trigger case")
-    parser.add_argument("--fairness-seconds", type=float, default=150.0, help="0 skips the 60 s-interval case")
+    parser.add_argument("--no-fairness", action="store_true", help="skip the 60 s-interval fairness case")
+    parser.add_argument("--gc", default="default", help=f"worker: GC mode; driver: extra modes to run ({GC_MODES})")
     parser.add_argument("--json", default="", help="write every case's figures here")
+    parser.add_argument("--real-triggerer", action="store_true", help="a real airflow triggerer with deferred waits")
+    parser.add_argument("--real-waits", type=int, default=1000, help="waits for --real-triggerer")
     args = parser.parse_args()
     if args.worker:
         return worker(args)
+    if args.real_triggerer:
+        from bench_real_triggerer import run_real_triggerer
 
-    from airflow_provider_importexport.emulator.client import spawn
-
-    os.environ.update(fake_aws_environment())
+        return run_real_triggerer(args.real_waits)
+    if args.quick:
+        args.sizes, args.rounds, args.seconds = "100,1000", 1, 12.0
     sizes = [int(s) for s in args.sizes.split(",")]
-    process, admin = spawn("--daily-create-quota", "1000000")
-    results: list[dict[str, Any]] = []
-    try:
-        admin.create_bucket("bench-bucket")
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as jobs_file:
-            json.dump(create_jobs(admin.endpoint_url, max(sizes)), jobs_file)
-        for round_number in range(args.rounds):
-            for n in sizes:
-                variants = ["ours", "baseline"] if n <= args.baseline_max else ["ours"]
-                if round_number % 2:
-                    variants.reverse()
-                for variant in variants:
-                    result = run_worker(variant, n, args.seconds, args.delay, admin.endpoint_url, jobs_file.name)
-                    result["round"] = round_number
-                    results.append(result)
-                    print(json.dumps(result), flush=True)
-        if args.fairness_seconds and max(sizes) >= 10000:
-            fair = run_worker("ours", 10000, args.fairness_seconds, 60.0, admin.endpoint_url, jobs_file.name)
-            fair["case"] = "fairness"
-            results.append(fair)
-            print(json.dumps(fair), flush=True)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    fairness = None if args.no_fairness else (QUICK_FAIRNESS if args.quick else FAIRNESS)
+    results = measure(args, sizes, fairness)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     print(report(results, sizes))
     return 0
 
 
+def measure(args: argparse.Namespace, sizes: list[int], fairness: dict[str, float] | None) -> list[dict[str, Any]]:
+    from airflow_provider_importexport.emulator.client import spawn
+
+    os.environ.update(fake_aws_environment())
+    needed = max([*sizes, int(fairness["waits"]) if fairness else 0]) + 1  # + the warm wait's job
+    process, admin = spawn("--daily-create-quota", "1000000")
+    results: list[dict[str, Any]] = []
+    try:
+        admin.create_bucket("bench-bucket")
+        started = time.monotonic()
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as jobs_file:
+            json.dump(create_jobs(admin.endpoint_url, needed), jobs_file)
+        print(f"created {needed} jobs in {time.monotonic() - started:.0f} s", flush=True)
+        args.endpoint, args.jobs_file = admin.endpoint_url, jobs_file.name
+        for variant, n, gc_mode in plan(args, sizes):
+            results.append(run_worker(args, variant, n, args.delay, args.seconds, gc_mode))
+            print(json.dumps(results[-1]), flush=True)
+        if fairness:
+            fair = run_worker(args, "ours", int(fairness["waits"]), fairness["delay"], fairness["seconds"])
+            results.append({**fair, "case": "fairness"})
+            print(json.dumps(results[-1]), flush=True)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        if args.jobs_file:
+            Path(args.jobs_file).unlink(missing_ok=True)
+    return results
+
+
+def median_of(results: list[dict[str, Any]], key: str) -> float:
+    values = [r[key] for r in results if not math.isnan(r[key])]
+    return float(statistics.median(values)) if values else math.nan
+
+
+def cell(results: list[dict[str, Any]], key: str) -> str:
+    values = [r[key] for r in results]
+    return f"{median_of(results, key):g} ({min(values):g} to {max(values):g})"
+
+
+REPORT_KEYS = ["rss_mib", "per_wait_kib", "objects_per_wait", "lag_p50_ms", "lag_p99_ms", "lag_max_ms", "full_gcs",
+               "gc_pause_max_ms", "getstatus_per_s", "demanded_per_s", "all_polled_s", "errors", "lost"]  # fmt: skip
+
+
 def report(results: list[dict[str, Any]], sizes: list[int]) -> str:
-    keys = ["rss_mib", "per_wait_kib", "lag_p50_ms", "lag_p99_ms", "lag_max_ms", "full_gcs", "gc_pause_max_ms",
-            "getstatus_per_s", "demanded_per_s", "all_polled_s", "lost"]  # fmt: skip
-    lines = ["| case | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+    """A markdown table of medians (min to max) per case, the memory ratio, fairness, and the summary line."""
+    lines = ["| case | rounds | " + " | ".join(REPORT_KEYS) + " |", "|---|---:|" + "---:|" * len(REPORT_KEYS)]
     plain = [r for r in results if r.get("case") != "fairness"]
     for n in sizes:
         for variant in ("ours", "baseline"):
-            case = [r for r in plain if r["waits"] == n and r["variant"] == variant]
-            if case:
-                cells = [
-                    f"{median_of(case, k):g} ({min(r[k] for r in case):g} to {max(r[k] for r in case):g})" for k in keys
-                ]
-                lines.append(f"| {variant} N={n} | " + " | ".join(cells) + " |")
-    ratio = ""
-    ours = [r for r in plain if r["waits"] == 1000 and r["variant"] == "ours"]
-    base = [r for r in plain if r["waits"] == 1000 and r["variant"] == "baseline"]
-    if ours and base:
-        ratio = f"{median_of(base, 'per_wait_kib') / max(median_of(ours, 'per_wait_kib'), 0.01):.1f}"
-        lines.append(f"\nmemory per wait at N=1000, client-per-trigger / ours (medians): {ratio}x")
+            for mode in GC_MODES:
+                case = [r for r in plain if r["waits"] == n and r["variant"] == variant and r["gc"] == mode]
+                if case:
+                    name = f"{variant} N={n}" + ("" if mode == "default" else f" gc={mode}")
+                    lines.append(f"| {name} | {len(case)} | " + " | ".join(cell(case, k) for k in REPORT_KEYS) + " |")
+    ratio = memory_ratio(plain)
+    lines.append(f"\nmemory per wait at N=1000, client-per-trigger / ours (medians): {ratio:.1f}x")
     fair = [r for r in results if r.get("case") == "fairness"]
-    if fair:
-        f = fair[0]
+    for f in fair:
         lines.append(
-            f"fairness, 10000 waits at a 60 s interval: gap between polls p99 {f['gap_p99_s']} s, "
-            f"max {f['gap_max_s']} s; every wait polled once after {f['all_polled_s']} s"
+            f"fairness, {f['waits']} waits at a {f['delay']:g} s interval over {f['window_s']} s: gap between a wait's "
+            f"polls p50 {f['gap_p50_s']} s, p99 {f['gap_p99_s']} s, max {f['gap_max_s']} s (goal p99 <= "
+            f"{f['delay'] + 5:g} s); {f['polled_twice']} of {f['waits']} waits polled twice; every wait polled once "
+            f"after {f['all_polled_s']} s; lag p99 {f['lag_p99_ms']} ms, max {f['lag_max_ms']} ms; lost {f['lost']}"
         )
-    top = [r for r in plain if r["waits"] == max(sizes) and r["variant"] == "ours"]
-    if top:
-        lines.append(
-            f"bench-triggers: waits={max(sizes)} rss_mib={median_of(top, 'rss_mib'):g} "
-            f"lag_p99_ms={median_of(top, 'lag_p99_ms'):g} lag_max_ms={median_of(top, 'lag_max_ms'):g} "
-            f"memory_ratio_n1000={ratio or 'n/a'}"
-        )
+    top = [r for r in plain if r["waits"] == max(sizes) and r["variant"] == "ours" and r["gc"] == "default"]
+    fair_gap = fair[0]["gap_p99_s"] if fair else math.nan
+    fair_delay = fair[0]["delay"] if fair else math.nan
+    lines.append(
+        f"bench-triggers: waits={max(sizes)} rss_mib={median_of(top, 'rss_mib'):g} "
+        f"lag_p99_ms={median_of(top, 'lag_p99_ms'):g} lag_max_ms={median_of(top, 'lag_max_ms'):g} "
+        f"memory_ratio_n1000={ratio:.1f} fairness_gap_p99_s={fair_gap:g} fairness_interval_s={fair_delay:g}"
+    )
     return "\n".join(lines)
+
+
+def memory_ratio(results: list[dict[str, Any]]) -> float:
+    ours = [r for r in results if r["waits"] == 1000 and r["variant"] == "ours" and r["gc"] == "default"]
+    base = [r for r in results if r["waits"] == 1000 and r["variant"] == "baseline"]
+    if not ours or not base:
+        return math.nan
+    return median_of(base, "per_wait_kib") / max(median_of(ours, "per_wait_kib"), 0.01)
 
 
 if __name__ == "__main__":

@@ -1,37 +1,33 @@
 """ImportExportJobTrigger: poll GetStatus from the triggerer until the awaited state.
 
-Runs in the triggerer's event loop: aiobotocore for the calls, one shared client per
-(connection, region, verify, botocore config) per event loop so thousands of waits do not
-each open a client, jittered polls so they do not fire in lockstep after a triggerer
-restart, bounded backoff on transient errors, and an absolute deadline that survives
-triggerer restarts (an attempt counter would start again from zero).
+Runs in the triggerer's event loop, where one process may hold thousands of waits. Every wait
+on one connection shares one aiobotocore client and one schedule (:class:`SharedConnection`),
+polled by as many pollers as the client has pooled connections, earliest-due first. A wait is
+a handful of objects and a poll leaves nothing behind: Python's full garbage collections pause
+the whole loop for a time that grows with the live objects, and they come more often the more
+objects each poll leaves to outlive a young collection (docs/benchmarks.md).
+
+Also: jittered polls, so waits do not fire in lockstep after a triggerer restart; bounded backoff
+on transient errors; an absolute deadline that survives triggerer restarts (an attempt counter
+would start again from zero).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
+import heapq
 import json
 import random
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
-from botocore.exceptions import ClientError
 
 from airflow_provider_importexport import exceptions as exc
-from airflow_provider_importexport.hooks.importexport import (
-    ImportExportHook,
-    ended_job_status,
-    is_transient,
-    translate,
-    with_secrets_masked,
-    without_metadata,
-)
 from airflow_provider_importexport.status import (
     SuccessWithErrorsPolicy,
     WaitFor,
@@ -39,71 +35,171 @@ from airflow_provider_importexport.status import (
     public_status,
 )
 
+if TYPE_CHECKING:
+    from airflow_provider_importexport.hooks.importexport import ImportExportHook
+
 #: Largest first-poll delay: a restarted triggerer spreads its first round of polls over
 #: the poll interval, up to this many seconds, instead of firing them all at once.
 START_JITTER_SECONDS = 60.0
-#: Each sleep is waiter_delay times a factor in this range.
-DELAY_JITTER = (0.9, 1.1)
+#: Each wait between polls is waiter_delay times a factor in this range: spread out, and never
+#: longer than waiter_delay, so a wait polls within its interval unless the service is the limit.
+DELAY_JITTER = (0.9, 1.0)
 #: A wait logs its state on every change, and otherwise once per this many seconds.
 HEARTBEAT_SECONDS = 3600.0
+#: Pollers per shared client when its botocore config sets no max_pool_connections (botocore's default).
+DEFAULT_POOL_CONNECTIONS = 10
+#: Waits due within this many seconds of each other are handed to the pollers together.
+DUE_SLACK_SECONDS = 0.005
+
+
+def _connect(trigger: ImportExportJobTrigger) -> tuple[ImportExportHook, int]:
+    """The blocking part of opening a connection, for a worker thread: import the hook module
+    (boto3, about a second: not on the event loop), read the Airflow connection (it must
+    exist), and the client's connection pool size."""
+    hook = trigger.hook()
+    hook.require_connection()
+    return hook, hook.config.max_pool_connections or DEFAULT_POOL_CONNECTIONS
+
+
+class _Wait:
+    """One trigger's place in its connection's schedule: its state between polls, nothing else."""
+
+    __slots__ = ("context", "deadline", "due", "failures", "manifest_seen", "outcome", "progress", "trigger")
+
+    def __init__(self, trigger: ImportExportJobTrigger, outcome: asyncio.Future[TriggerEvent]) -> None:
+        self.trigger = trigger
+        #: the POSIX time after which the wait fails, or None
+        self.deadline = dt.datetime.fromisoformat(trigger.deadline).timestamp() if trigger.deadline else None
+        self.due = 0.0  # loop time of the next poll
+        self.failures = 0  # transient failures in a row
+        self.manifest_seen: int | None = None
+        self.progress = _Progress()
+        self.outcome = outcome
+        #: the trigger task's context: the triggerer routes a log line to a trigger's log by it
+        self.context = contextvars.copy_context()
+
+    def __lt__(self, other: _Wait) -> bool:
+        return self.due < other.due
+
+    def seconds_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.time()
+
+    def log(self, message: str) -> None:
+        """Log in the trigger's own context, so the line lands in that trigger's log."""
+        self.context.run(self.trigger.log.info, "%s", message)
+
+    def finish(self, event: TriggerEvent) -> None:
+        if not self.outcome.done():
+            self.outcome.set_result(event)
 
 
 class SharedConnection:
     """What every wait on one connection shares in one event loop.
 
-    One hook, one aiobotocore client and one check that the connection exists, instead of one
-    each per wait; and a bound on GetStatus calls in flight (the client's connection pool size),
-    so a slow service parks waits cheaply on a semaphore rather than holding thousands of
-    half-built requests, which would also feed the garbage collector's oldest generation.
+    One aiobotocore client, one check that the connection exists, one schedule (a heap of waits
+    by due time) and a fixed set of pollers, as many as the client's connection pool: at most that
+    many GetStatus calls are in flight, however many waits are due or however slow the service,
+    and waits are served earliest-due first, so none starves behind others. A waiting wait holds
+    no sleeping coroutine, future or timer of its own.
     """
 
-    def __init__(self, hook: ImportExportHook) -> None:
-        self.hook = hook
-        self.client: Any = None
+    def __init__(self, key: tuple[Any, ...], trigger: ImportExportJobTrigger) -> None:
+        self.key = key
         self.users = 0
-        self.in_flight = asyncio.Semaphore(hook.config.max_pool_connections or 10)
-        self._context: Any = None
+        self.client: Any = None
+        self._loop = asyncio.get_running_loop()
+        self._schedule: list[_Wait] = []
+        self._ready: asyncio.Queue[_Wait] = asyncio.Queue()
+        self._timer: asyncio.TimerHandle | None = None
+        self._pollers: list[asyncio.Task[None]] = []
+        self._client_context: Any = None
+        #: opening, once for every user; it runs in the first trigger's context
+        self.opened: asyncio.Future[None] = asyncio.ensure_future(self._open(trigger))
 
-    async def open(self) -> None:
-        await sync_to_async(self.hook.require_connection)()
-        self._context = await self.hook.get_async_conn()
-        self.client = await self._context.__aenter__()
+    async def _open(self, trigger: ImportExportJobTrigger) -> None:
+        hook, pollers = await sync_to_async(_connect)(trigger)
+        self._client_context = await hook.get_async_conn()
+        self.client = await self._client_context.__aenter__()
+        # Pollers run in a context of their own: each wait's log lines go through wait.log.
+        self._pollers = [
+            asyncio.create_task(self._poller(), context=contextvars.Context()) for _ in range(max(1, pollers))
+        ]
 
     async def close(self) -> None:
-        if self._context is not None:
-            await self._context.__aexit__(None, None, None)
+        if self._timer is not None:
+            self._timer.cancel()
+        tasks = [self.opened, *self._pollers]
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks)
+        if self._client_context is not None:
+            await self._client_context.__aexit__(None, None, None)
+
+    def schedule(self, wait: _Wait, delay: float) -> None:
+        """Poll this wait ``delay`` seconds from now."""
+        wait.due = self._loop.time() + delay
+        heapq.heappush(self._schedule, wait)
+        if self._schedule[0] is wait:
+            self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(self._schedule[0].due, self._hand_over) if self._schedule else None
+
+    def _hand_over(self) -> None:
+        """Give every due wait to the pollers, earliest first; drop waits that ended meanwhile."""
+        self._timer = None
+        now = self._loop.time() + DUE_SLACK_SECONDS
+        while self._schedule and self._schedule[0].due <= now:
+            wait = heapq.heappop(self._schedule)
+            if not wait.outcome.done():
+                self._ready.put_nowait(wait)
+        self._arm()
+
+    async def _poller(self) -> None:
+        while True:
+            wait = await self._ready.get()
+            if wait.outcome.done():
+                continue
+            try:
+                delay = await wait.trigger.poll(wait, self.client)
+            except Exception as error:  # a bug, not a service failure: the trigger fails with it
+                if not wait.outcome.done():
+                    wait.outcome.set_exception(error)
+                continue
+            if delay is not None and not wait.outcome.done():
+                self.schedule(wait, delay)
 
 
-@dataclass
 class AsyncClientPool:
     """One SharedConnection per hook configuration and event loop, reference counted.
 
-    The connection closes, and its entry and lock are dropped, when its last wait finishes.
+    The connection closes, and its entry goes, when its last wait finishes.
     """
 
-    clients: dict[tuple[Any, ...], SharedConnection] = field(default_factory=dict)
-    locks: dict[tuple[Any, ...], asyncio.Lock] = field(default_factory=dict)
+    def __init__(self) -> None:
+        self.clients: dict[tuple[Any, ...], SharedConnection] = {}
 
-    @asynccontextmanager
-    async def connection(self, trigger: ImportExportJobTrigger) -> AsyncIterator[SharedConnection]:
+    async def acquire(self, trigger: ImportExportJobTrigger) -> SharedConnection:
         key = (id(asyncio.get_running_loop()), *trigger.pool_key())
-        lock = self.locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            shared = self.clients.get(key)
-            if shared is None:
-                shared = SharedConnection(trigger.hook())
-                await shared.open()
-                self.clients[key] = shared
-            shared.users += 1
+        shared = self.clients.get(key)
+        if shared is None:
+            shared = self.clients[key] = SharedConnection(key, trigger)
+        shared.users += 1
         try:
-            yield shared
-        finally:
-            async with lock:
-                shared.users -= 1
-                if shared.users == 0:
-                    del self.clients[key]
-                    self.locks.pop(key, None)
-                    await shared.close()
+            await asyncio.shield(shared.opened)  # one waiter's cancellation must not stop it for all
+        except BaseException:
+            await self.release(shared)
+            raise
+        return shared
+
+    async def release(self, shared: SharedConnection) -> None:
+        shared.users -= 1
+        if shared.users == 0:
+            if self.clients.get(shared.key) is shared:
+                del self.clients[shared.key]
+            await shared.close()
 
 
 POOL = AsyncClientPool()
@@ -114,7 +210,7 @@ class ImportExportJobTrigger(BaseTrigger):
 
     :param job_id: the job to wait on
     :param wait_for: ``arrival``, ``completion`` or ``return``
-    :param waiter_delay: seconds between polls (jittered)
+    :param waiter_delay: seconds between polls (jittered between 0.9 and 1 times this)
     :param deadline: ISO-8601 time after which the wait fails (None: no deadline)
     :param on_success_with_errors: ``succeed``, ``warn`` or ``fail``
     :param max_consecutive_errors: transient errors in a row before the wait fails
@@ -148,7 +244,11 @@ class ImportExportJobTrigger(BaseTrigger):
         self.region_name = region_name
         self.verify = verify
         self.botocore_config = botocore_config
-        self._manifest_seen: int | None = None
+
+    @property
+    def log(self) -> Any:
+        """One logger for every wait, not one per trigger (a structlog logger is several objects)."""
+        return type(self).logger()
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -168,6 +268,10 @@ class ImportExportJobTrigger(BaseTrigger):
         )
 
     def hook(self) -> ImportExportHook:
+        # Imported here, not with this module: it imports boto3 through the Amazon provider's
+        # base hook, and the triggerer imports trigger classes on its event loop.
+        from airflow_provider_importexport.hooks.importexport import ImportExportHook
+
         return ImportExportHook(
             aws_conn_id=self.aws_conn_id, region_name=self.region_name, verify=self.verify, config=self.botocore_config
         )
@@ -175,75 +279,103 @@ class ImportExportJobTrigger(BaseTrigger):
     def pool_key(self) -> tuple[Any, ...]:
         return (self.aws_conn_id, self.region_name, str(self.verify), json.dumps(self.botocore_config, sort_keys=True))
 
-    def _deadline(self) -> dt.datetime | None:
-        return dt.datetime.fromisoformat(self.deadline) if self.deadline else None
-
-    def _seconds_left(self) -> float | None:
-        deadline = self._deadline()
-        if deadline is None:
-            return None
-        return (deadline - dt.datetime.now(dt.timezone.utc)).total_seconds()
-
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        """Join the connection's schedule and wait for the event its pollers decide."""
         try:
-            async with POOL.connection(self) as shared:
-                await self._sleep(random.uniform(0, min(self.waiter_delay, START_JITTER_SECONDS)))
-                progress = _Progress()
-                while True:
-                    left = self._seconds_left()
-                    if left is not None and left <= 0:
-                        yield self._event("timeout", f"Gave up waiting for {self.wait_for} of job {self.job_id}: "
-                                          f"the deadline {self.deadline} passed.")  # fmt: skip
-                        return
-                    status = await self._poll(shared)
-                    verdict = evaluate_wait(status, self.wait_for, self.on_success_with_errors)
-                    if verdict.done:
-                        self.log.info("%s", verdict.message)
-                        yield self._event(verdict.state, verdict.message, status)
-                        return
-                    if progress.worth_logging(status):
-                        self.log.info("%s", verdict.message)
-                    await self._sleep(self.waiter_delay * random.uniform(*DELAY_JITTER))
+            shared = await POOL.acquire(self)
         except exc.ImportExportError as err:
             yield self._event("error", str(err))
+            return
+        wait = _Wait(self, asyncio.get_running_loop().create_future())
+        try:
+            first = random.uniform(0, min(self.waiter_delay, START_JITTER_SECONDS))
+            shared.schedule(wait, self._capped(first, wait.seconds_left()))
+            event = await wait.outcome
+        finally:
+            wait.outcome.cancel()  # if it is still pending, the schedule drops the wait
+            await POOL.release(shared)
+        yield event
 
-    async def _sleep(self, seconds: float) -> None:
-        left = self._seconds_left()
-        await asyncio.sleep(max(0.0, min(seconds, left) if left is not None else seconds))
+    async def poll(self, wait: _Wait, client: Any) -> float | None:
+        """One poll of this wait: seconds until its next poll, or None once its outcome is set.
 
-    async def _poll(self, shared: SharedConnection) -> dict[str, Any]:
-        """One GetStatus on the shared client, retried with backoff while errors are transient.
-
-        A plain loop rather than a retry object per poll: at thousands of waits, every object
-        a poll leaves behind is work for the garbage collector.
+        Transient failures come back after a backoff, up to max_consecutive_errors in a row;
+        the wait is decided again only when the job's state changed since the last poll (what
+        decides a wait is the LocationCode and ProgressCode), so an unchanged answer costs no
+        verdict and no message.
         """
-        failures = 0
-        while True:
-            try:
-                async with shared.in_flight:
-                    answer = await shared.client.get_status(JobId=self.job_id)
-                return self._masked(without_metadata(answer))
-            except Exception as error:
-                if not is_transient(error):
-                    if isinstance(error, ClientError):
-                        return ended_job_status(self.job_id, translate(error, self.job_id))
-                    raise translate(error, self.job_id) from error
-                failures += 1
-                if failures >= self.max_consecutive_errors:
-                    raise exc.ServiceUnavailableError(
-                        f"GetStatus kept failing ({self.max_consecutive_errors} attempts in a row): "
-                        f"{translate(error).message}",
-                        job_id=self.job_id,
-                    ) from error
-                await self._sleep(min(2.0**failures, max(self.waiter_delay, 1.0)) * random.uniform(0.5, 1.0))
+        left = wait.seconds_left()
+        if left is not None and left <= 0:
+            wait.finish(self._event("timeout", f"Gave up waiting for {self.wait_for} of job {self.job_id}: "
+                                    f"the deadline {self.deadline} passed."))  # fmt: skip
+            return None
+        try:
+            status = await client.get_status(JobId=self.job_id)
+        except Exception as error:
+            return self._failed(wait, error, left)
+        wait.failures = 0
+        status.pop("ResponseMetadata", None)
+        await self._mask(wait, status)
+        return self._decide(wait, status, left)
 
-    def _masked(self, status: dict[str, Any]) -> dict[str, Any]:
-        """Register the manifest's secrets once per manifest text, not on every poll (a YAML parse)."""
-        seen = hash(status.get("CurrentManifest") or "")
-        if seen != self._manifest_seen:
-            with_secrets_masked(status)
-            self._manifest_seen = seen
-        return status
+    def _decide(self, wait: _Wait, status: dict[str, Any], left: float | None) -> float | None:
+        if not wait.progress.worth_logging(status):  # unchanged since a poll that said "waiting"
+            return self._next_delay(left)
+        verdict = evaluate_wait(status, self.wait_for, self.on_success_with_errors)
+        wait.log(verdict.message)
+        if verdict.done:
+            wait.finish(self._event(verdict.state, verdict.message, status))
+            return None
+        return self._next_delay(left)
+
+    def _failed(self, wait: _Wait, error: Exception, left: float | None) -> float | None:
+        """A failed GetStatus: the backoff before the next try, or None once the wait has ended."""
+        from botocore.exceptions import ClientError
+
+        from airflow_provider_importexport.hooks.importexport import ended_job_status, is_transient, translate
+
+        if not is_transient(error):
+            try:
+                if not isinstance(error, ClientError):
+                    raise translate(error, self.job_id) from error
+                status = ended_job_status(self.job_id, translate(error, self.job_id))
+            except exc.ImportExportError as err:
+                wait.finish(self._event("error", str(err)))
+                return None
+            return self._decide(wait, status, left)
+        wait.failures += 1
+        if wait.failures >= self.max_consecutive_errors:
+            message = (
+                f"GetStatus kept failing ({self.max_consecutive_errors} attempts in a row): {translate(error).message}"
+            )
+            wait.finish(self._event("error", str(exc.ServiceUnavailableError(message, job_id=self.job_id))))
+            return None
+        return self._capped(min(2.0**wait.failures, max(self.waiter_delay, 1.0)) * random.uniform(0.5, 1.0), left)
+
+    def _next_delay(self, left: float | None) -> float:
+        return self._capped(self.waiter_delay * random.uniform(*DELAY_JITTER), left)
+
+    @staticmethod
+    def _capped(seconds: float, left: float | None) -> float:
+        """Never sleep past the deadline: the wait must time out at it, not a poll later."""
+        return max(0.0, seconds if left is None else min(seconds, left))
+
+    async def _mask(self, wait: _Wait, status: dict[str, Any]) -> None:
+        """Register the manifest's secrets once per manifest text, not on every poll (a YAML parse).
+
+        The async form: a poller is not the trigger's task, and telling the triggerer's
+        supervisor about a secret from a sync call needs that task's greenback portal.
+        """
+        manifest = status.get("CurrentManifest") or ""
+        seen = hash(manifest)
+        if seen != wait.manifest_seen:
+            from airflow.sdk.log import amask_secret
+
+            from airflow_provider_importexport.masking import manifest_secrets
+
+            for secret in manifest_secrets(manifest):
+                await amask_secret(secret)
+            wait.manifest_seen = seen
 
     def _event(self, state: str, message: str, status: dict[str, Any] | None = None) -> TriggerEvent:
         return TriggerEvent(
