@@ -16,6 +16,8 @@ Method   Path                                        Body / effect
 GET      /_importexport/health                       ``{"status": "ok"}`` (never needs the token)
 GET      /_importexport/jobs                         every job's status (secrets masked, StatusReads)
 GET      /_importexport/jobs/ID                      one job's status (secrets masked)
+POST     /_importexport/jobs                         ``{"manifest", "job_type", "count", "access_key"}``: that
+                                                     many jobs through CreateJob's rules (to fill it)
 POST     /_importexport/jobs/ID/ACTION               ship, receive, start, process
                                                      (``outcome``, ``error_count``), return
                                                      (``carrier``, ``tracking_number``),
@@ -51,7 +53,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from airflow_provider_importexport import exceptions as exc
 from airflow_provider_importexport.emulator import protocol
-from airflow_provider_importexport.emulator.auth import Authenticator
+from airflow_provider_importexport.emulator.auth import Account, Authenticator
 from airflow_provider_importexport.emulator.backend import ImportExportBackend
 from airflow_provider_importexport.emulator.client import TOKEN_ENV
 from airflow_provider_importexport.emulator.faults import FaultConfig, FaultInjector, RequestLog, parse_queued
@@ -66,6 +68,8 @@ _ERROR_NAMES = {401: "Unauthorized", 404: "NotFound", 413: "PayloadTooLarge"}
 #: How far the admin API may move the clock ahead in all (dates must stay representable).
 MAX_CLOCK_OFFSET = dt.timedelta(days=100 * 365)
 _MAX_SECONDS = MAX_CLOCK_OFFSET.total_seconds()
+#: The most jobs one admin call creates.
+MAX_CREATED_AT_ONCE = 100_000
 #: Options each job action takes, and their JSON types.
 ACTION_OPTIONS: dict[str, dict[str, tuple[type, ...]]] = {
     "ship": {},
@@ -234,6 +238,8 @@ class AdminApp:
                 return {"profile": dataclasses.asdict(backend.config.profile)}
             case ("POST", ["buckets"]):
                 return self._create_bucket(body)
+            case ("POST", ["jobs"]):
+                return self._create_jobs(body)
         raise BadRequest(
             f"No admin route {method} {PREFIX}{'/'.join(parts)}; see the routes in the admin module's docstring.",
             status=404,
@@ -264,12 +270,27 @@ class AdminApp:
         region = _string(body, "region") or "us-east-1"
         if not _REGION.fullmatch(region):
             raise BadRequest(f"region: {region[:40]!r} is not an AWS region name such as eu-west-1.", field="region")
+        account = self._account(body)
+        self.targets.backend.storage.create_bucket(account.account_id, bucket, region)
+        return {"bucket": bucket, "region": region, "account_id": account.account_id}
+
+    def _create_jobs(self, body: dict[str, Any]) -> dict[str, Any]:
+        _only(body, ("manifest", "job_type", "count", "access_key"))
+        job_type = _string(body, "job_type") or "Import"
+        if job_type not in ("Import", "Export"):
+            raise BadRequest(f"job_type must be Import or Export, not {job_type[:40]!r}.", field="job_type")
+        count = int(_number(body, "count", 1, MAX_CREATED_AT_ONCE))
+        manifest, account = _required_string(body, "manifest"), self._account(body)
+        job_ids = self.targets.backend.create_jobs(account, job_type, manifest, self.targets.endpoint_url, count)
+        return {"job_ids": job_ids}
+
+    def _account(self, body: dict[str, Any]) -> Account:
+        """The account named by the body's ``access_key`` (default: the first account)."""
         access_key = _string(body, "access_key") or self.targets.default_access_key
         account = self.targets.authenticator.account_for_key(access_key)
         if account is None:
             raise BadRequest(f"access_key: no emulator account has access key {access_key!r}.", field="access_key")
-        self.targets.backend.storage.create_bucket(account.account_id, bucket, region)
-        return {"bucket": bucket, "region": region, "account_id": account.account_id}
+        return account
 
     def _document(
         self, environ: dict[str, Any], parts: list[str], start_response: Callable[..., Any]

@@ -25,7 +25,15 @@ from airflow_provider_importexport import exceptions as exc
 from airflow_provider_importexport.emulator import admission, labels
 from airflow_provider_importexport.emulator.auth import Account
 from airflow_provider_importexport.emulator.lifecycle import ACTIONS, Lifecycle, LifecycleProfile, Transfer
-from airflow_provider_importexport.emulator.persistence import SavedState, StateFile
+from airflow_provider_importexport.emulator.persistence import (
+    Record,
+    SavedState,
+    StateFile,
+    clock_record,
+    document_record,
+    job_record,
+    purge_record,
+)
 from airflow_provider_importexport.emulator.registry import JobRegistry
 from airflow_provider_importexport.emulator.state import (
     CancelRule,
@@ -72,7 +80,13 @@ def _now() -> dt.datetime:
 
 
 class ImportExportBackend:
-    """All jobs of all emulated accounts."""
+    """All jobs of all emulated accounts.
+
+    One lock guards the jobs; no call holds it while data moves (a transfer runs between
+    :meth:`Lifecycle.step` and :meth:`Lifecycle.finish` without it), so one account's
+    processing never stalls another's calls. The time profile is applied to a job when a
+    call looks at it, at the times its steps fell due.
+    """
 
     def __init__(
         self,
@@ -86,12 +100,16 @@ class ImportExportBackend:
         self.config = config
         self._clock = clock
         self.clock_offset = dt.timedelta()
-        self.registry = JobRegistry()
         self.lifecycle = Lifecycle(storage)
+        #: Shipping labels by file name (job sheets are drawn when fetched).
         self.documents: dict[str, bytes] = {}
         self._lock = threading.RLock()
+        self._transfer_done = threading.Condition(self._lock)
         self._state = StateFile(config.state_file) if config.state_file else None
-        self._load()
+        saved = self._state.load() if self._state else None
+        self.registry = JobRegistry(saved.jobs, saved.purged) if saved else JobRegistry()
+        if saved:
+            self.documents, self.clock_offset = saved.documents, saved.clock_offset
 
     def now(self) -> dt.datetime:
         return self._clock() + self.clock_offset
@@ -100,17 +118,9 @@ class ImportExportBackend:
 
     def create_job(self, account: Account, params: dict[str, Any], base_url: str) -> dict[str, Any]:
         job_type = _job_type(params)
-        manifest_text = params["Manifest"]
-        manifest = self._validated(account, manifest_text, job_type)
-        with self._lock:
-            if not params.get("ValidateOnly"):
-                created = self.registry.created_on(account.account_id, self.now().date())
-                admission.check_quota(created, self.config.daily_create_quota)
-            job = self._new_job(account, job_type, manifest_text, manifest, base_url)
-            if not params.get("ValidateOnly"):
-                self.registry.add(job)
-                self._store_job_sheet(job, manifest)
-                self._save()
+        manifest = self._validated(account, params["Manifest"], job_type)
+        keep = not params.get("ValidateOnly")
+        job = self._admit(account, job_type, params["Manifest"], manifest, base_url, keep=keep)
         return {
             "JobId": job.job_id,
             "JobType": job.job_type,
@@ -122,8 +132,8 @@ class ImportExportBackend:
 
     def update_job(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
         job_type = _job_type(params)
+        job = self._look_up(account, params["JobId"])
         with self._lock:
-            job = self._owned(account, params["JobId"])
             check_updatable(job)
         manifest = self._validated(account, params["Manifest"], job_type)
         with self._lock:
@@ -131,58 +141,60 @@ class ImportExportBackend:
             if not params.get("ValidateOnly"):
                 job.manifest_text = params["Manifest"]
                 job.job_type = job_type
-                self._save()
+                self._persist(job_record, job)
         return {"Success": True, "WarningMessage": _warnings(manifest), "ArtifactList": job.artifacts}
 
     def cancel_job(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        job = self._look_up(account, params["JobId"])
         with self._lock:
-            job = self._owned(account, params["JobId"])
             check_cancelable(job, self.config.cancel_rule)
             job.move(self.now(), progress=ProgressCode.CANCELED)
-            self._save()
+            self._persist(job_record, job)
         return {"Success": True}
 
     def get_status(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        job = self._look_up(account, params["JobId"])
         with self._lock:
-            job = self._owned(account, params["JobId"])
             job.status_reads += 1
             if self.config.ended_job_status == "error":
                 check_usable(job)
             return job.status()
 
     def list_jobs(self, account: Account, params: dict[str, Any]) -> dict[str, Any]:
+        """A page of the account's jobs, newest first; only the jobs on it are looked at."""
         max_jobs = params.get("MaxJobs", DEFAULT_PAGE_SIZE)
         if not 0 <= max_jobs <= MAX_PAGE_SIZE:
             raise exc.InvalidParameterError(f"MaxJobs must be between 0 and {MAX_PAGE_SIZE}, got {max_jobs}.")
         marker = params.get("Marker")
         with self._lock:
-            self.advance_all()
             if marker is not None:
                 job = self.registry.get(marker)
-                if job is None or job.account_id != account.account_id:
+                if job is None or job.account_id != account.account_id or self._gone(job):
                     raise exc.InvalidParameterError(f"Marker {marker!r} is not one of your job ids.")
-            page: list[Job] = []
-            truncated = False
+            page: list[dict[str, Any]] = []
             for job in self.registry.newest_first(account.account_id, after=marker):
+                if self._gone(job):
+                    continue
                 if len(page) == max_jobs:
-                    truncated = True
-                    break
-                page.append(job)
-        return {"Jobs": [j.listing() for j in page], "IsTruncated": truncated}
+                    return {"Jobs": page, "IsTruncated": True}
+                page.append(job.listing())
+        return {"Jobs": page, "IsTruncated": False}
 
     def get_shipping_label(self, account: Account, params: dict[str, Any], base_url: str) -> dict[str, Any]:
         job_ids = params.get("jobIds") or []
         if not job_ids:
             raise exc.InvalidParameterError("jobIds must name at least one job.")
+        jobs = [self._look_up(account, job_id) for job_id in job_ids]
         with self._lock:
-            jobs = [self._owned(account, job_id) for job_id in job_ids]
             for job in jobs:
                 check_usable(job)
         address = _label_address(params, jobs[0])
         tracking = "1Z" + "".join(secrets.choice(string.digits + string.ascii_uppercase) for _ in range(16))
         name = f"shipping-label-{'-'.join(job_ids)}.pdf"
+        label = labels.shipping_label(job_ids, address, tracking)
         with self._lock:
-            self.documents[name] = labels.shipping_label(job_ids, address, tracking)
+            self.documents[name] = label
+            self._persist(document_record, name, label)
         arrived = [j.job_id for j in jobs if j.location is not LocationCode.NOT_RECEIVED]
         result: dict[str, Any] = {"ShippingLabelURL": f"{base_url}/_importexport/documents/{name}"}
         if arrived:
@@ -199,33 +211,49 @@ class ImportExportBackend:
             job = self.registry.get(job_id)
             if job is None:
                 raise exc.JobNotFoundError("No such job.", job_id=job_id)
+            while job.job_id in self.lifecycle.busy:
+                self._transfer_done.wait()
             work = self.lifecycle.step(job, action, self.now(), **options)
-            if work is not None:
-                self._run(work)
-            self._save()
+            self._persist(job_record, job)
+        if work is not None:
+            self._run(work)
+        with self._lock:
             return job.status()
 
+    def create_jobs(self, account: Account, job_type: str, manifest_text: str, base_url: str, count: int) -> list[str]:
+        """``count`` jobs of one manifest, validated once: how a benchmark fills the emulator
+        through CreateJob's own rules (job ids, quota, records) without ``count`` requests."""
+        manifest = self._validated(account, manifest_text, job_type)
+        return [self._admit(account, job_type, manifest_text, manifest, base_url).job_id for _ in range(count)]
+
     def advance_all(self) -> None:
-        """Apply the time profile to every job."""
+        """Apply the time profile to every job (an admin look at all of them)."""
+        for job in self.registry_snapshot():
+            self._settle(job)
+            with self._lock:
+                if self.registry.get(job.job_id) is job:
+                    self._purge_if_due(job)
+
+    def registry_snapshot(self) -> list[Job]:
         with self._lock:
-            moved = [self._advance(job) | self._purge_if_due(job) for job in self.registry.all()]
-            if any(moved):
-                self._save()
+            return self.registry.all()
 
     def job(self, job_id: str) -> Job | None:
         """One job, with the time profile applied."""
         self.advance_all()
-        return self.registry.get(job_id)
+        with self._lock:
+            return self.registry.get(job_id)
 
     def all_jobs(self) -> list[Job]:
         """Every job, with the time profile applied."""
         self.advance_all()
-        return self.registry.all()
+        return self.registry_snapshot()
 
     def advance_clock(self, offset: dt.timedelta) -> dt.datetime:
-        """Set how far the emulator's clock runs ahead of the real one, apply it to every job; the new now."""
+        """Run the emulator's clock ``offset`` ahead of the real one and apply it to every job; the new now."""
         with self._lock:
             self.clock_offset = offset
+            self._persist(clock_record, offset)
         self.advance_all()
         return self.now()
 
@@ -233,41 +261,73 @@ class ImportExportBackend:
         self.config.profile = profile
 
     def document(self, name: str) -> bytes | None:
-        """A document (job sheet or shipping label) the API linked to, by file name."""
+        """A document the API linked to, by file name: a shipping label, or a job's sheet (drawn now)."""
         with self._lock:
-            return self.documents.get(name)
+            label = self.documents.get(name)
+            kind, _, rest = name.partition("-")
+            job = self.registry.get(rest.removesuffix(".pdf"))
+        if label is not None or job is None or not any(a["URL"].endswith(f"/{name}") for a in job.artifacts):
+            return label
+        return labels.job_sheet(job.job_id, job.signature, bar_code_on_device=kind == "signature")
 
-    # --- helpers -------------------------------------------------------------------------------
+    def s3_changed(self) -> None:
+        """S3 was written (the server calls this after each S3 write it answered)."""
+        if self._state is not None:
+            self._state.s3_changed()
 
-    def _advance(self, job: Job) -> bool:
-        """Apply the time profile to one job; whether any step was taken."""
-        moved = False
+    # --- looking at jobs -----------------------------------------------------------------------
+
+    def _look_up(self, account: Account, job_id: str) -> Job:
+        """The account's job with the time profile applied; JobNotFound, or JobExpired once purged."""
+        key = job_id.upper()
+        with self._lock:
+            job = self.registry.get(key)
+            if job is None or job.account_id != account.account_id:
+                raise self._missing(key, job_id)
+        self._settle(job)
+        with self._lock:
+            if self.registry.get(key) is not job or self._purge_if_due(job):
+                raise self._missing(key, job_id)
+            return job
+
+    def _missing(self, key: str, job_id: str) -> exc.ImportExportError:
+        if self.registry.get(key) is None and self.registry.was_purged(key):
+            return exc.JobExpiredError("The job has expired and was purged.", job_id=job_id)
+        return exc.JobNotFoundError("No such job id for this account.", job_id=job_id)
+
+    def _settle(self, job: Job) -> None:
+        """Take the job's due steps; a due transfer runs here, without the lock (never called with it held)."""
         while True:
-            stepped, work = self.lifecycle.advance(job, self.config.profile, self.now())
-            moved |= stepped
+            with self._lock:
+                moved, work = self.lifecycle.advance(job, self.config.profile, self.now())
+                if moved:
+                    self._persist(job_record, job)  # a restart must not lose a step
             if work is None:
-                return moved
+                return
             self._run(work)
 
     def _run(self, work: Transfer) -> None:
-        self.lifecycle.finish(work, self.lifecycle.transfer(work))
+        result = self.lifecycle.transfer(work)
+        with self._lock:
+            self.lifecycle.finish(work, result)
+            self._persist(job_record, work.job)  # ... nor the data the transfer wrote
+            self._transfer_done.notify_all()
+
+    def _gone(self, job: Job) -> bool:
+        """Take the job's due steps short of a transfer (none decides whether it is listed); purge it when due."""
+        moved, _ = self.lifecycle.advance(job, self.config.profile, self.now(), transfers=False)
+        if moved:
+            self._persist(job_record, job)
+        return self._purge_if_due(job)
 
     def _purge_if_due(self, job: Job) -> bool:
         if self.lifecycle.purge_due(job, self.config.profile, self.now()):
             self.registry.purge(job)
+            self._persist(purge_record, job.job_id)
             return True
         return False
 
-    def _owned(self, account: Account, job_id: str) -> Job:
-        job = self.registry.get(job_id.upper())
-        if job is not None and job.account_id == account.account_id:
-            if self._advance(job):
-                self._save()  # a restart must not lose a step (or the data a processing step wrote)
-            if not self._purge_if_due(job):
-                return job
-        if job is None and self.registry.was_purged(job_id.upper()):
-            raise exc.JobExpiredError("The job has expired and was purged.", job_id=job_id)
-        raise exc.JobNotFoundError("No such job id for this account.", job_id=job_id)
+    # --- new jobs ------------------------------------------------------------------------------
 
     def _validated(self, account: Account, manifest_text: str, job_type: str) -> Manifest:
         """The same validation as the provider's, then what only the service knows: keys and buckets."""
@@ -284,31 +344,42 @@ class ImportExportBackend:
                 raise exc.BucketPermissionError(f"Your account does not have permission to use bucket {bucket!r}.")
         return manifest
 
-    def _new_job(self, account: Account, job_type: str, text: str, manifest: Manifest, base_url: str) -> Job:
+    def _admit(
+        self, account: Account, job_type: str, text: str, manifest: Manifest, base_url: str, keep: bool = True
+    ) -> Job:
+        """A new job for a validated manifest, held (``keep``) within the account's daily quota."""
+        with self._lock:
+            now = self.now()
+            if keep:
+                created = self.registry.created_on(account.account_id, now.date())
+                admission.check_quota(created, self.config.daily_create_quota)
+            job = self._new_job(account, job_type, text, manifest, base_url, now)
+            if keep:
+                self.registry.add(job)
+                self._persist(job_record, job)
+            return job
+
+    def _new_job(
+        self, account: Account, job_type: str, text: str, manifest: Manifest, base_url: str, now: dt.datetime
+    ) -> Job:
         job_id = admission.new_job_id(self.registry.taken)
         signature, contents = admission.signature(account.secret_key, job_id, text)
-        job = Job(
-            job_id=job_id,
-            account_id=account.account_id,
-            job_type=job_type,
-            manifest_text=text,
-            created=self.now(),
-            sequence=self.registry.next_sequence(),
-            signature=signature,
-            signature_file_contents=contents,
-            device_path=self._default_device(manifest),
-        )
         name = _job_sheet_name(job_id, manifest)
         description = (
             "Signature bar code to tape to the device" if _bar_code_on_device(manifest) else "Job instructions"
         )
-        job.artifacts = [{"Description": description, "URL": f"{base_url}/_importexport/documents/{name}"}]
-        return job
-
-    def _store_job_sheet(self, job: Job, manifest: Manifest) -> None:
-        """The PDF behind the job's ArtifactList entry."""
-        sheet = labels.job_sheet(job.job_id, job.signature, bar_code_on_device=_bar_code_on_device(manifest))
-        self.documents[_job_sheet_name(job.job_id, manifest)] = sheet
+        return Job(
+            job_id=job_id,
+            account_id=account.account_id,
+            job_type=job_type,
+            manifest_text=text,
+            created=now,
+            sequence=self.registry.next_sequence(),
+            signature=signature,
+            signature_file_contents=contents,
+            device_path=self._default_device(manifest),
+            artifacts=[{"Description": description, "URL": f"{base_url}/_importexport/documents/{name}"}],
+        )
 
     def _default_device(self, manifest: Manifest) -> str | None:
         """The device folder named by the manifest's deviceId under the emulator's devices folder."""
@@ -320,37 +391,29 @@ class ImportExportBackend:
 
     # --- persistence ---------------------------------------------------------------------------
 
-    def _save(self) -> None:
-        """Save after a change; a failure is logged, not raised.
+    def _persist(self, make: Callable[..., Record], *args: Any) -> None:
+        """Make one change, ``make(*args)``, durable before it is answered (with the lock held); a failure
+        is logged, not raised.
 
         The change was made and is answered as made (a CreateJob whose job exists must not
-        answer 500); it stays in memory, and every later save, at the latest at shutdown,
-        writes it.
+        answer 500); it stays in memory, and the next change, at the latest the save at
+        shutdown, writes the whole state.
         """
+        if self._state is None:
+            return
         try:
-            self._write_state()
+            self._state.record([make(*args)], self._whole)
         except OSError as err:
-            path = self._state.path if self._state else None
-            log.error("could not save the emulator state to %s (%s); the next change retries", path, err)
+            log.error("could not save the emulator state to %s (%s); the next change retries", self._state.path, err)
+
+    def _whole(self) -> SavedState:
+        return SavedState(self.registry.all(), self.registry.purged(), dict(self.documents), self.clock_offset)
 
     def save(self) -> None:
         """Save now (at shutdown); raises OSError when the state file cannot be written."""
         with self._lock:
-            self._write_state()
-
-    def _write_state(self) -> None:
-        if self._state is None:
-            return
-        self._state.save(SavedState(self.registry.all(), self.registry.purged(), self.documents, self.clock_offset))
-
-    def _load(self) -> None:
-        """Restore jobs and S3 from the state file; StateFileError says what to fix."""
-        saved = self._state.load() if self._state else None
-        if saved is None:
-            return
-        self.registry.restore(saved.jobs, saved.purged)
-        self.documents = saved.documents
-        self.clock_offset = saved.clock_offset
+            if self._state is not None:
+                self._state.save(self._whole())
 
 
 def _job_type(params: dict[str, Any]) -> str:

@@ -1,7 +1,10 @@
 """The state file: jobs, documents, the emulator's clock and its S3 data kept across restarts.
 
-:class:`StateFile` turns the backend's state into records and back; :class:`StateStore` is
-the file itself, written so that a kill -9 at any moment leaves a whole state.
+A change is made durable before it is answered, at a cost that does not grow with the
+number of jobs: each change appends one journal line (the changed job, a purged id, a
+document, the clock, or S3 when S3 changed since the last line). When the journal has
+grown as long as the snapshot before it, or a write failed, the whole state is written
+again as a new snapshot (temporary file, then rename), and the journal starts over.
 """
 
 from __future__ import annotations
@@ -10,13 +13,23 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from airflow_provider_importexport.emulator.state import Job
+
+log = logging.getLogger(__name__)
+
+#: Version of the state file's layout; 2 added the S3 snapshot, 3 the journal lines after it.
+STATE_FORMAT = 3
+#: The journal is folded into a new snapshot once it is this long and as long as the snapshot.
+MIN_JOURNAL_BYTES = 1024 * 1024
+Record = dict[str, Any]
 
 
 @dataclass
@@ -29,11 +42,30 @@ class SavedState:
     clock_offset: dt.timedelta = field(default_factory=dt.timedelta)
 
 
+def job_record(job: Job) -> Record:
+    return {"job": job.to_json()}
+
+
+def purge_record(job_id: str) -> Record:
+    return {"purged": job_id}
+
+
+def document_record(name: str, data: bytes) -> Record:
+    return {"document": [name, base64.b64encode(data).decode()]}
+
+
+def clock_record(offset: dt.timedelta) -> Record:
+    return {"clock_offset": offset.total_seconds()}
+
+
 class StateFile:
-    """The backend's state in a :class:`StateStore`."""
+    """The backend's state in a :class:`StateStore`: loaded once, then kept by records and snapshots."""
 
     def __init__(self, path: str) -> None:
         self.store = StateStore(path)
+        #: A snapshot is due: none of this run's state is written yet, or a write failed.
+        self._snapshot_due = True
+        self._s3_changed = False
 
     @property
     def path(self) -> Path:
@@ -56,8 +88,27 @@ class StateFile:
         self.store.restore_s3(data)
         return state
 
+    def s3_changed(self) -> None:
+        """S3 was written: the next record carries S3 along (called once the write is done)."""
+        self._s3_changed = True
+
+    def record(self, records: list[Record], whole: Callable[[], SavedState]) -> None:
+        """Make changes durable: journal lines, or a snapshot of ``whole()`` when one is due.
+        Raises OSError when neither could be written (the next change writes a snapshot)."""
+        if not self._snapshot_due and not self.store.journal_full():
+            try:
+                if self._s3_changed:
+                    self._s3_changed = False
+                    records = [{"s3": self.store.s3_snapshot()}, *records]
+                self.store.append(records)
+                return
+            except OSError as err:
+                log.warning("could not append to the state file %s (%s); writing it whole", self.path, err)
+        self.save(whole())
+
     def save(self, state: SavedState) -> None:
-        """Write the whole state; raises OSError when the file cannot be written."""
+        """Write the whole state as a new snapshot; raises OSError when the file cannot be written."""
+        self._snapshot_due, self._s3_changed = True, False
         self.store.save(
             {
                 "jobs": [j.to_json() for j in state.jobs],
@@ -66,10 +117,7 @@ class StateFile:
                 "clock_offset": state.clock_offset.total_seconds(),
             }
         )
-
-
-#: Version of the state file's layout; 2 added the S3 snapshot.
-STATE_FORMAT = 2
+        self._snapshot_due = False
 
 
 class StateFileError(ValueError):
@@ -77,13 +125,15 @@ class StateFileError(ValueError):
 
 
 class StateStore:
-    """The emulator's state on disk: a JSON file, and beside it ``<file>.s3/`` with S3 object bodies.
+    """The emulator's state on disk: a file of JSON lines, and beside it ``<file>.s3/`` with S3 object bodies.
 
-    moto keeps S3 in memory, so the JSON lists every bucket (owner account, region, ACL)
-    and object (metadata, content type and encoding, storage class, ACL), and each body is
-    a file named by its SHA-256. A save writes new bodies first, then replaces the JSON in
-    one rename, then removes bodies nothing names any more: a kill -9 at any moment leaves
-    the old state or the new one, whole.
+    The first line is a snapshot of the whole state, each later line a journal record
+    that changes it. moto keeps S3 in memory, so S3 is a list of every bucket (owner
+    account, region, ACL) and object (metadata, content type and encoding, storage class,
+    ACL), and each body is a file named by its SHA-256, written before any line names it.
+    A snapshot replaces the file in one rename, then removes bodies nothing names any
+    more; a record is one append, and a line cut short by a crash is ignored when read:
+    a kill -9 at any moment leaves a whole state, with every change that was answered.
     """
 
     def __init__(self, path: str) -> None:
@@ -91,6 +141,8 @@ class StateStore:
         self.bodies = self.path.with_name(self.path.name + ".s3")
         #: body name by object identity, so a save does not re-read and re-hash unchanged objects
         self._digests: dict[tuple[Any, ...], str] = {}
+        self._snapshot_bytes = 0
+        self._journal_bytes = 0
 
     # -- start --
     def load(self) -> dict[str, Any] | None:
@@ -145,15 +197,40 @@ class StateStore:
             ) from err
 
     def _read(self) -> dict[str, Any]:
+        """The snapshot with every journal record applied (an older format is one JSON document)."""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            text = self.path.read_text(encoding="utf-8")
+            first, _, journal = text.partition("\n")
+            try:
+                data = json.loads(first)
+            except ValueError:
+                data, journal = json.loads(text), ""
         except (OSError, UnicodeDecodeError, ValueError) as err:
             raise self.invalid(f"it is not readable JSON ({err})") from err
         if not isinstance(data, dict) or not isinstance(data.get("jobs"), list):
             raise self.invalid("it is not an emulator state file (no list of jobs)")
         if data.get("format", 1) > STATE_FORMAT:
             raise self.invalid(f"it has format {data['format']}, newer than this emulator's {STATE_FORMAT}")
-        return data
+        return self._replay(data, journal)
+
+    def _replay(self, data: dict[str, Any], journal: str) -> dict[str, Any]:
+        jobs = {job.get("job_id") if isinstance(job, dict) else None: job for job in data["jobs"]}
+        purged, documents = set(data.get("purged", [])), dict(data.get("documents", {}))
+        lines = journal.split("\n")
+        for number, line in enumerate(lines, start=2):
+            if not line:
+                continue
+            try:
+                ((kind, value),) = json.loads(line).items()
+            except (ValueError, AttributeError):
+                if number == len(lines) + 1:
+                    break  # the last line, cut short by a crash while it was written: never answered
+                raise self.invalid(f"line {number} is not a journal record") from None
+            try:
+                _apply(kind, value, data, jobs, purged, documents)
+            except (KeyError, TypeError, IndexError) as err:
+                raise self.invalid(f"line {number} is a damaged journal record ({type(err).__name__}: {err})") from err
+        return {**data, "jobs": list(jobs.values()), "purged": sorted(purged), "documents": documents}
 
     def restore_s3(self, data: dict[str, Any]) -> None:
         """Put the saved buckets and objects back into moto (at start, before any request)."""
@@ -183,16 +260,40 @@ class StateStore:
 
     # -- save --
     def save(self, state: dict[str, Any]) -> None:
-        """Write ``state`` and a snapshot of S3 so that a crash at any moment leaves a whole state."""
-        known, self._digests = self._digests, {}
-        buckets = [self._bucket_record(account_id, bucket, known) for account_id, bucket in _buckets()]
-        data = {**state, "format": STATE_FORMAT, "s3": buckets}
-        _write_atomically(self.path, json.dumps(data).encode())
+        """Write ``state`` and a snapshot of S3 as the new first line, with no journal after it."""
+        data = {**state, "format": STATE_FORMAT, "s3": self.s3_snapshot()}
+        encoded = json.dumps(data).encode() + b"\n"
+        _write_atomically(self.path, encoded)
+        self._snapshot_bytes, self._journal_bytes = len(encoded), 0
         named = _body_names(data)
         if self.bodies.is_dir():
             for body in self.bodies.iterdir():
                 if body.name not in named and not body.name.startswith("."):
                     body.unlink(missing_ok=True)
+
+    def append(self, records: list[Record]) -> None:
+        """Journal lines, on disk before this returns; OSError when the file is gone or unwritable
+        (it is never made here: a journal without its snapshot would lose every job before it)."""
+        encoded = b"".join(json.dumps(record).encode() + b"\n" for record in records)
+        handle = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        try:
+            written = os.write(handle, encoded)
+            if written != len(encoded):
+                raise OSError(f"only {written} of {len(encoded)} bytes were written")
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+        self._journal_bytes += len(encoded)
+
+    def journal_full(self) -> bool:
+        """Whether the journal is long enough to fold into a new snapshot (amortised: each line
+        pays for the next snapshot in proportion)."""
+        return self._journal_bytes >= max(MIN_JOURNAL_BYTES, self._snapshot_bytes)
+
+    def s3_snapshot(self) -> list[dict[str, Any]]:
+        """Every bucket and object, their bodies written beside the file (only new ones)."""
+        known, self._digests = self._digests, {}
+        return [self._bucket_record(account_id, bucket, known) for account_id, bucket in _buckets()]
 
     def _bucket_record(self, account_id: str, bucket: Any, known: dict[tuple[Any, ...], str]) -> dict[str, Any]:
         objects = [
@@ -221,6 +322,28 @@ class StateStore:
                 _write_atomically(self.bodies / name, data)
         self._digests[identity] = name
         return name
+
+
+def _apply(
+    kind: str,
+    value: Any,
+    data: dict[str, Any],
+    jobs: dict[Any, dict[str, Any]],
+    purged: set[str],
+    documents: dict[str, str],
+) -> None:
+    """One journal record applied to the state read so far."""
+    if kind == "job":
+        jobs[value["job_id"]] = value
+    elif kind == "purged":
+        jobs.pop(value, None)
+        purged.add(value)
+    elif kind == "document":
+        documents[value[0]] = value[1]
+    elif kind in ("clock_offset", "s3"):
+        data[kind] = value
+    else:
+        raise KeyError(f"unknown kind {kind!r}")
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

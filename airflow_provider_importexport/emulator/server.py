@@ -214,7 +214,10 @@ class EmulatorApp:
         if bucket:
             self._check_bucket_owner(bucket, key, environ, account)
         environ["HTTP_X_MOTO_ACCOUNT_ID"] = account.account_id
-        return self.s3_app(environ, start_response)
+        answer = self.s3_app(environ, start_response)
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            self.backend.s3_changed()  # moto has done the write; the state file's next record carries it
+        return answer
 
     @staticmethod
     def _check_bucket_owner(bucket: str, key: str, environ: dict[str, Any], account: Account) -> None:

@@ -33,9 +33,9 @@ class CancelRule(enum.StrEnum):
     UNTIL_COMPLETE = "until-complete"
 
 
-@dataclass
+@dataclass(slots=True)
 class Job:
-    """One job: one device, owned by one account."""
+    """One job: one device, owned by one account (slots: an emulator may hold a hundred thousand)."""
 
     job_id: str
     account_id: str
