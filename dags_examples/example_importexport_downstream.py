@@ -12,6 +12,7 @@ from typing import Any
 from airflow.sdk import DAG, task
 from importexport_example_config import AWS_CONN_ID, BUCKET, IMPORTED_DATA, PREFIX
 
+# [START howto_sensor_importexport_asset_downstream]
 with DAG(
     dag_id="example_importexport_downstream",
     description="Catalogue newly imported objects",
@@ -32,3 +33,4 @@ with DAG(
         return {"jobs": jobs, "objects": len(keys)}
 
     catalogue()
+# [END howto_sensor_importexport_asset_downstream]

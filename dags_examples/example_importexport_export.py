@@ -30,6 +30,7 @@ from airflow_provider_importexport.operators.importexport import (
 )
 from airflow_provider_importexport.sensors.importexport import ImportExportJobSensor
 
+# [START howto_operator_importexport_export_manifest]
 MANIFEST = f"""\
 manifestVersion: 2.0
 deviceId: {EXPORT_DEVICE_ID}
@@ -43,6 +44,7 @@ operations:
     prefix: {PREFIX}
 returnAddress:
 """ + "".join(f"  {key}: '{value}'\n" for key, value in RETURN_ADDRESS.items())
+# [END howto_operator_importexport_export_manifest]
 
 
 with DAG(
@@ -54,9 +56,11 @@ with DAG(
     tags=["importexport", "example"],
     default_args={"aws_conn_id": AWS_CONN_ID},
 ) as dag:
+    # [START howto_operator_importexport_create_export_job]
     create = ImportExportCreateJobOperator(
         task_id="create_export_job", job_type="Export", manifest=MANIFEST, signature_path=EXPORT_DEVICE_PATH
     )
+    # [END howto_operator_importexport_create_export_job]
 
     label = ImportExportGetShippingLabelOperator(
         task_id="shipping_label",
@@ -64,6 +68,7 @@ with DAG(
         download_path=os.path.join(os.path.dirname(EXPORT_DEVICE_PATH), f"{EXPORT_DEVICE_ID}-shipping-label.pdf"),
     )
 
+    # [START howto_sensor_importexport_return]
     returned = ImportExportJobSensor(
         task_id="wait_for_return", job_id=create.output, wait_for="return", deferrable=True, waiter_delay=POLL_SECONDS
     )
@@ -80,3 +85,4 @@ with DAG(
 
     create >> label >> returned
     report_tracking(returned.output)
+    # [END howto_sensor_importexport_return]

@@ -48,7 +48,7 @@ with DAG(
     tags=["importexport", "example"],
     default_args={"aws_conn_id": AWS_CONN_ID, "retries": 2, "retry_delay": datetime.timedelta(seconds=5)},
 ) as dag:
-
+    # [START howto_importexport_build_manifest]
     @task
     def build_manifest(**context: Any) -> str:
         """The manifest as YAML, built and validated by the provider's model before any call."""
@@ -64,23 +64,34 @@ with DAG(
         )
         return manifest.validate().to_yaml()
 
+    # [END howto_importexport_build_manifest]
+
     manifest = build_manifest()
 
+    # [START howto_operator_importexport_validate_only]
     validate = ImportExportCreateJobOperator(task_id="validate_with_service", manifest=manifest, validate_only=True)
+    # [END howto_operator_importexport_validate_only]
 
+    # [START howto_operator_importexport_create_job]
     create = ImportExportCreateJobOperator(task_id="create_job", manifest=manifest, signature_path=DEVICE_PATH)
+    # [END howto_operator_importexport_create_job]
 
+    # [START howto_operator_importexport_shipping_label]
     label = ImportExportGetShippingLabelOperator(
         task_id="shipping_label",
         job_ids=create.output,
         address=RETURN_ADDRESS,
         download_path=os.path.join(os.path.dirname(DEVICE_PATH), f"{DEVICE_ID}-shipping-label.pdf"),
     )
+    # [END howto_operator_importexport_shipping_label]
 
+    # [START howto_sensor_importexport_arrival]
     arrived = ImportExportJobSensor(
         task_id="wait_for_device", job_id=create.output, wait_for="arrival", deferrable=True, waiter_delay=POLL_SECONDS
     )
+    # [END howto_sensor_importexport_arrival]
 
+    # [START howto_sensor_importexport_completion]
     imported = ImportExportJobSensor(
         task_id="wait_for_import",
         job_id=create.output,
@@ -91,6 +102,7 @@ with DAG(
         read_log=True,
         outlets=[IMPORTED_DATA],
     )
+    # [END howto_sensor_importexport_completion]
 
     @task
     def verify_import(status: dict[str, Any]) -> dict[str, Any]:
