@@ -185,3 +185,12 @@ def test_an_unreadable_manifest_shows_no_device() -> None:
 
     assert manifest_facts("deviceId: [unclosed\ntrueCryptPassword: hunter2", "Import").device_id is None
     assert manifest_facts(None, "Import").marker is None
+
+
+def test_settings_come_from_airflows_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__IMPORTEXPORT__UI_CACHE_SECONDS", "5")
+    monkeypatch.setenv("AIRFLOW__IMPORTEXPORT__UI_CONCURRENCY", "3")
+    monkeypatch.setenv("AIRFLOW__IMPORTEXPORT__UI_DEFAULT_CONN_ID", "aws_shipping")
+    settings = ViewSettings.from_airflow_config()
+    assert (settings.cache_seconds, settings.concurrency, settings.default_conn_id) == (5.0, 3, "aws_shipping")
+    assert (settings.max_jobs, settings.stuck_after_days) == (500, 14.0)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import time
 import urllib.error
@@ -177,9 +179,27 @@ def test_the_api_lists_every_job_to_a_user_who_may_read_the_connection(site: Sit
     assert (calls(site, "ListJobs"), calls(site, "GetStatus"), calls(site, "GetShippingLabel")) == (1, len(rows), 0)
     print(f"first load {first_load:.2f} s, cached {cached_load:.2f} s, {len(rows)} jobs")
 
-    # An unknown connection is a 404 naming it, not a server error.
+    # An unknown connection is a 404 naming it, not a server error; the page escapes what it echoes.
     status, body = jobs_json(site, bearer(token), conn_id="no_such_conn")
     assert status == 404 and "no_such_conn" in body
+    query = urllib.parse.urlencode({"conn_id": "<b>x</b>"})
+    status, body, _ = http("GET", f"{site.base_url}/importexport/?{query}", headers=bearer(token))
+    assert status == 404 and "&lt;b&gt;x&lt;/b&gt;" in body and "<b>x</b>" not in body
+
+
+def test_a_connection_stored_in_the_metadata_db_works_too(site: Site) -> None:
+    token = site.token("admin")
+    connection = {
+        "connection_id": "importexport_from_db",
+        **{k: v for k, v in json.loads(connection_json(site.emulator.endpoint_url)).items() if k != "extra"},
+        "extra": json.dumps(json.loads(connection_json(site.emulator.endpoint_url))["extra"]),
+    }
+    headers = {**bearer(token), "Content-Type": "application/json"}
+    status, body, _ = http("POST", f"{site.base_url}/api/v2/connections", json.dumps(connection).encode(), headers)
+    assert status == 201, body
+    status, body = jobs_json(site, bearer(token), conn_id="importexport_from_db")
+    assert status == 200, body
+    assert len(json.loads(body)["jobs"]) == len(site.ids) + len(DAG_DEVICES)
 
 
 def test_the_shipping_label_is_fetched_only_when_asked_for(site: Site) -> None:
@@ -306,6 +326,8 @@ def browser(tmp_path: Path) -> Iterator[DevTools]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)  # Chromium's helpers, in the session it led
 
 
 def wait_for_file(path: Path, process: subprocess.Popen[bytes], timeout: float = 60) -> str:
