@@ -30,6 +30,7 @@ from airflow_provider_importexport.manifest import Manifest, ManifestLike, Retur
 from airflow_provider_importexport.masking import register_manifest_secrets
 from airflow_provider_importexport.settings import settings_from_dict
 from airflow_provider_importexport.status import LocationCode, ProgressCode
+from airflow_provider_importexport.utils.progress import endpoint_line
 from airflow_provider_importexport.utils.task_errors import as_airflow_error
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,7 @@ class ImportExportHook(AwsBaseHook):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["client_type"] = "importexport"
         super().__init__(*args, **kwargs)
+        self._endpoint_told = False
 
     # --- configuration ---------------------------------------------------------------------
 
@@ -218,6 +220,13 @@ class ImportExportHook(AwsBaseHook):
         region = self.region_name or self.conn_region_name
         return region if region and region != "aws-global" else "us-east-1"
 
+    def tell_endpoint(self) -> None:
+        """Log once, at this hook's first call, which endpoint the calls go to: a connection
+        without ``endpoint_url`` reaches the real service, and that must show in the task log."""
+        if not self._endpoint_told:
+            self._endpoint_told = True
+            self.log.info("%s", endpoint_line(self.conn.meta.endpoint_url, self.user_region, self.aws_conn_id))
+
     # --- the call path -----------------------------------------------------------------------
 
     def _call(
@@ -229,6 +238,7 @@ class ImportExportHook(AwsBaseHook):
         **params: Any,
     ) -> dict[str, Any]:
         """One operation with the retry policy; failures become provider exceptions."""
+        self.tell_endpoint()
         method = getattr(self.conn, operation)
         try:
             return without_metadata(self._retrying(self._api_name(operation), resend_if)(method, **params))
@@ -343,6 +353,7 @@ class ImportExportHook(AwsBaseHook):
         Each page is fetched under the retry policy, resuming from the previous page's
         token, so a throttled page is retried rather than ending the listing early.
         """
+        self.tell_endpoint()
         paginator = self.conn.get_paginator("list_jobs")
         token: str | None = None
         while True:

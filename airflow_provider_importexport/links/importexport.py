@@ -2,13 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow.providers.amazon.aws.links.base_aws import BASE_AWS_CONSOLE_LINK, BaseAwsLink
 
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator, Context
+    from airflow.sdk.types import TaskInstanceKey
 
-class ImportExportShippingLabelLink(BaseAwsLink):
+
+class _ReadOnlyIfPersisted(BaseAwsLink):
+    """A link read only when this run of the task persisted it.
+
+    Airflow asks every link for its URL when the task ends or defers; reading an XCom that is
+    not there logs an error line ("XCom not found") on every deferral and on a wait that never
+    saw a log location. The task that persists a link is the one that reads it back.
+    """
+
+    @classmethod
+    def persist(
+        cls, context: Context, operator: BaseOperator, region_name: str, aws_partition: str, **kwargs: Any
+    ) -> None:
+        super().persist(
+            context=context, operator=operator, region_name=region_name, aws_partition=aws_partition, **kwargs
+        )
+        if operator.do_xcom_push:
+            operator.__dict__.setdefault("_importexport_links_persisted", set()).add(cls.key)
+
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        if self.key not in getattr(operator, "_importexport_links_persisted", ()):
+            return ""
+        return super().get_link(operator, ti_key=ti_key)
+
+
+class ImportExportShippingLabelLink(_ReadOnlyIfPersisted):
     """The pre-paid shipping label returned by GetShippingLabel."""
 
     name = "Shipping Label"
@@ -16,7 +44,7 @@ class ImportExportShippingLabelLink(BaseAwsLink):
     format_str = "{shipping_label_url}"
 
 
-class ImportExportLogLink(BaseAwsLink):
+class ImportExportLogLink(_ReadOnlyIfPersisted):
     """The job's import/export log in the S3 console, once GetStatus reports LogBucket/LogKey."""
 
     name = "Import/Export Log (S3)"
