@@ -6,6 +6,8 @@
 #   make wheel-check build the wheel, install it into a fresh virtualenv, check Airflow registers it
 #   make chaos  the fault suite: 1,400 job lifecycles under faults, an emulator kill -9, trigger restarts
 #   make mutate mutation testing (cosmic-ray) in a copy under /tmp, about 35 min: docs/mutation.md
+#   make bench  10,000 waits in one triggerer loop and the emulator's throughput, about 25 min
+#               (QUICK=1: a smoke run): docs/benchmarks.md
 
 PYTHON ?= python3
 VENV := .venv
@@ -14,7 +16,7 @@ UV := $(VENV)/bin/uv
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast wheel-check lint chaos mutate clean
+.PHONY: install demo test test-fast wheel-check lint chaos mutate bench clean
 
 install: $(STAMP)
 
@@ -41,6 +43,10 @@ wheel-check: $(STAMP)
 
 chaos: $(STAMP)
 	$(PY) scripts/chaos.py
+
+# Not part of make test: the figures need a quiet machine (scripts/bench.py ends with a bench: line).
+bench: $(STAMP)
+	$(PY) scripts/bench.py $(if $(QUICK),--quick)
 
 # make mutate MODULES=hooks,status (default: all of docs/mutation.md) SAMPLE=all (default: 16 a module) JOBS=2
 MODULES ?=
