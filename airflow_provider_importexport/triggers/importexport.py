@@ -34,6 +34,7 @@ from airflow_provider_importexport.status import (
     evaluate_wait,
     public_status,
 )
+from airflow_provider_importexport.utils.progress import WaitProgress, endpoint_line
 
 if TYPE_CHECKING:
     from airflow_provider_importexport.hooks.importexport import ImportExportHook
@@ -73,7 +74,7 @@ class _Wait:
         self.due = 0.0  # loop time of the next poll
         self.failures = 0  # transient failures in a row
         self.manifest_seen: int | None = None
-        self.progress = _Progress()
+        self.progress = _Progress(trigger)
         self.outcome = outcome
         #: the trigger task's context: the triggerer routes a log line to a trigger's log by it
         self.context = contextvars.copy_context()
@@ -287,6 +288,8 @@ class ImportExportJobTrigger(BaseTrigger):
             yield self._event("error", str(err))
             return
         wait = _Wait(self, asyncio.get_running_loop().create_future())
+        meta = shared.client.meta
+        self.log.info("%s", endpoint_line(meta.endpoint_url, self.region_name or meta.region_name, self.aws_conn_id))
         try:
             first = random.uniform(0, min(self.waiter_delay, START_JITTER_SECONDS))
             shared.schedule(wait, self._capped(first, wait.seconds_left()))
@@ -306,8 +309,7 @@ class ImportExportJobTrigger(BaseTrigger):
         """
         left = wait.seconds_left()
         if left is not None and left <= 0:
-            wait.finish(self._event("timeout", f"Gave up waiting for {self.wait_for} of job {self.job_id}: "
-                                    f"the deadline {self.deadline} passed."))  # fmt: skip
+            wait.finish(self._event("timeout", wait.progress.timed_out()))
             return None
         try:
             status = await client.get_status(JobId=self.job_id)
@@ -319,13 +321,16 @@ class ImportExportJobTrigger(BaseTrigger):
         return self._decide(wait, status, left)
 
     def _decide(self, wait: _Wait, status: dict[str, Any], left: float | None) -> float | None:
-        if not wait.progress.worth_logging(status):  # unchanged since a poll that said "waiting"
+        lines = wait.progress.observe(status)
+        if not lines:  # unchanged since a poll that said "waiting", and no heartbeat due
             return self._next_delay(left)
         verdict = evaluate_wait(status, self.wait_for, self.on_success_with_errors)
-        wait.log(verdict.message)
         if verdict.done:
+            wait.log(verdict.message)
             wait.finish(self._event(verdict.state, verdict.message, status))
             return None
+        for line in lines:
+            wait.log(line)
         return self._next_delay(left)
 
     def _failed(self, wait: _Wait, error: Exception, left: float | None) -> float | None:
@@ -383,19 +388,11 @@ class ImportExportJobTrigger(BaseTrigger):
         )
 
 
-class _Progress:
-    """When a wait's state is worth a log line: on every change, and hourly otherwise."""
+class _Progress(WaitProgress):
+    """A wait's story (``utils.progress``): a line on every change of state, and hourly otherwise."""
 
-    __slots__ = ("_last_logged", "_state")
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self._state: tuple[str, str] | None = None
-        self._last_logged = 0.0
-
-    def worth_logging(self, status: dict[str, Any]) -> bool:
-        state = (str(status.get("LocationCode")), str(status.get("ProgressCode")))
-        now = time.monotonic()
-        if state != self._state or now - self._last_logged >= HEARTBEAT_SECONDS:
-            self._state, self._last_logged = state, now
-            return True
-        return False
+    def __init__(self, trigger: ImportExportJobTrigger) -> None:
+        deadline = dt.datetime.fromisoformat(trigger.deadline) if trigger.deadline else None
+        super().__init__(trigger.job_id, trigger.wait_for, trigger.waiter_delay, deadline, heartbeat=HEARTBEAT_SECONDS)

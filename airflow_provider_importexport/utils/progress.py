@@ -90,8 +90,8 @@ class WaitProgress:
     """
 
     __slots__ = (
-        "_clock", "_messages", "_since_known", "deadline", "endpoint", "heartbeat", "interval", "job_id",
-        "logged", "since", "started", "state", "wait_for",
+        "_clock", "_messages", "_since_known", "deadline", "heartbeat", "interval", "job_id", "logged", "since",
+        "started", "state", "wait_for",
     )  # fmt: skip
 
     def __init__(
@@ -101,12 +101,11 @@ class WaitProgress:
         interval: float,
         deadline: dt.datetime | None = None,
         *,
-        endpoint: str | None = None,
         heartbeat: float = HEARTBEAT_SECONDS,
         clock: Clock | None = None,
     ) -> None:
         self.job_id, self.wait_for, self.interval = job_id, wait_for, float(interval)
-        self.deadline, self.endpoint, self.heartbeat = deadline, endpoint, heartbeat
+        self.deadline, self.heartbeat = deadline, heartbeat
         self._clock = clock or now
         self.started = self._clock()
         self.state: tuple[str, str] | None = None
@@ -118,8 +117,8 @@ class WaitProgress:
     # --- deciding --------------------------------------------------------------------------------
 
     def observe(self, status: Mapping[str, Any]) -> list[str]:
-        """The lines one GetStatus answer is worth: the endpoint and the state at first, then
-        a line on each change of state and a heartbeat when nothing was logged for an hour."""
+        """The lines one GetStatus answer is worth: the state at first, then a line on each
+        change of state, and a heartbeat when nothing was logged for an hour."""
         at = self._clock()
         state = (str(status.get("LocationCode")), str(status.get("ProgressCode")))
         if state == self.state:
@@ -130,9 +129,7 @@ class WaitProgress:
         elif self.state is None:
             self._messages = _messages(status)
             self._begin(status, state, at)
-            lines = [self.endpoint] if self.endpoint else []
-            self.endpoint = None  # said once
-            lines.append(self._first_line(status, at))
+            lines = [self._first_line(status, at)]
         else:
             self._messages = _messages(status)
             lines = [self._change_line(status, state, at)]
