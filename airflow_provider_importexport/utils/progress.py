@@ -30,10 +30,11 @@ def now() -> dt.datetime:
 
 
 def human(seconds: float) -> str:
-    """``2 days 3 hours``: pendulum's words for a duration, its two largest units."""
+    """``2 days 3 hours``: pendulum's words for a duration, rounded to its two largest units."""
     if seconds < 1:
         return "less than a second"
-    words = pendulum.duration(seconds=round(seconds)).in_words(locale="en").split()
+    unit = 3600 if seconds >= 86400 else 60 if seconds >= 3600 else 1
+    words = pendulum.duration(seconds=round(seconds / unit) * unit).in_words(locale="en").split()
     return " ".join(words[:4])
 
 
