@@ -220,7 +220,8 @@ def _dag_test_in_child(request: pytest.FixtureRequest, monkeypatch: pytest.Monke
 #
 # A test is `slow` and `integration` when it runs real Airflow task execution (it uses one of
 # AIRFLOW_FIXTURES: the metadata DB and dag.test() in a child), and gets the markers SLOW_TESTS
-# gives it. A test file may also mark its own tests; nothing here removes a marker.
+# gives it; of a parametrized test, the cases after the first FAST_CASES are `slow`. A test
+# file may also mark its own tests; nothing here removes a marker.
 
 #: Fixtures that mean a whole DAG run or a migrated metadata DB.
 AIRFLOW_FIXTURES = frozenset({"airflow_db", "run_dag"})
@@ -241,7 +242,22 @@ SLOW_TESTS: dict[str, tuple[str, ...]] = {
     "tests/test_emulator_security.py::test_spawned_emulator_and_admin_command_use_the_token": ("slow", "integration"),
     "tests/test_files.py::test_a_hung_child_is_killed_and_fails_the_test": ("slow",),
     "tests/test_files.py::test_a_child_returns_raises_and_prints_into_the_test": ("slow",),
+    "tests/test_trigger_scale.py::test_loading_the_trigger_class_imports_no_aws_sdk": ("slow",),  # a new Python
+    # Real waits of several seconds (polls, backoff, read timeouts, spread first polls).
+    "tests/test_trigger.py::test_first_polls_spread_over_the_interval": ("slow",),
+    "tests/test_trigger.py::test_survives_transient_faults": ("slow",),
+    "tests/test_trigger.py::test_persistent_faults_are_bounded": ("slow",),
+    "tests/test_trigger.py::test_missing_connection_is_a_clear_error": ("slow",),
+    "tests/test_trigger_scale.py::test_an_unchanged_job_logs_once_and_again_on_a_change": ("slow",),
+    "tests/test_trigger_scale.py::test_a_cancelled_wait_leaves_the_schedule": ("slow",),
+    "tests/test_lost_answers.py::test_read_timeouts_become_the_providers_error": ("slow",),
+    "tests/test_emulator_scale.py::test_list_jobs_walks_every_job_newest_first_once": ("slow",),
+    "tests/test_progress_week.py::test_a_week_long_wait_reads_as_a_short_story": ("slow",),
+    # Property tests with hundreds of generated examples.
+    "tests/test_manifest_hostile.py::test_no_secret_survives_masking_in_any_style": ("slow",),
 }
+#: The quick loop runs this many cases of each parametrized test (the first ones); make test runs all.
+FAST_CASES = 1
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -258,8 +274,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Add the `slow` and `integration` markers by the rules above (never removes a marker)."""
+    cases: dict[str, int] = {}
     for item in items:
         names: set[str] = set()
+        if hasattr(item, "callspec"):  # a parametrized case: past the first FAST_CASES, slow
+            function = item.nodeid.split("[", 1)[0]
+            cases[function] = cases.get(function, 0) + 1
+            if cases[function] > FAST_CASES:
+                names.add("slow")
         if AIRFLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             names.update(("slow", "integration"))
         for prefix, markers in SLOW_TESTS.items():
