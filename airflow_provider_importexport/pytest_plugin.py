@@ -6,6 +6,8 @@ what it needs). Fixtures set fake credentials in the environment, never real one
 Nothing is imported until a fixture is used, so a ``conftest.py`` can still set
 ``AIRFLOW_HOME`` and friends before Airflow loads its configuration.
 
+- ``importexport_airflow_db``: a migrated Airflow metadata DB for ``dag.test()`` (set
+  ``AIRFLOW_HOME`` to a temporary folder first).
 - ``importexport_emulator``: a fresh emulator per test; ``AWS_*`` and
   ``AIRFLOW_CONN_AWS_DEFAULT`` point at it. Choose its settings with the marker
   ``@pytest.mark.importexport_emulator(profile="fast", ...)``.
@@ -53,6 +55,22 @@ def connection_uri(emulator: ImportExportEmulator, **extra: Any) -> str:
             "extra": {"endpoint_url": emulator.endpoint_url, "region_name": "us-east-1", **extra},
         }
     )
+
+
+@pytest.fixture(scope="session")
+def importexport_airflow_db() -> None:
+    """A migrated Airflow metadata database for ``dag.test()``: ``airflow db migrate``, once per session.
+
+    It migrates the database ``AIRFLOW_HOME``'s configuration names, so set ``AIRFLOW_HOME`` to a
+    temporary folder in ``conftest.py`` (before Airflow is imported); without it this fails.
+    """
+    import os
+    import subprocess
+    import sys
+
+    if not os.environ.get("AIRFLOW_HOME"):
+        pytest.fail("importexport_airflow_db: set AIRFLOW_HOME to a temporary folder in conftest.py first", False)
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, timeout=600)
 
 
 @pytest.fixture
