@@ -159,17 +159,18 @@ class LifecycleDriver(threading.Thread):
 
     def _wait_for_job(self) -> int:
         """The chosen job's status reads once it exists (the DAG under test may create it)."""
+        existing = {job["JobId"] for job in self.admin.jobs()} if self.job is None else set()
         while not self._halt.is_set():
-            for job in self.admin.jobs():
-                if self._chosen(job):
+            for job in reversed(self.admin.jobs()):  # newest first
+                if self._chosen(job, existing):
                     self.job_id = str(job["JobId"])
                     return int(job.get("StatusReads", 0))
             self._halt.wait(min(self.every, 0.1))
         return 0
 
-    def _chosen(self, job: dict[str, Any]) -> bool:
+    def _chosen(self, job: dict[str, Any], existing: set[str]) -> bool:
         if self.job is None:
-            return True  # the newest job (admin.jobs() lists newest first)
+            return job["JobId"] not in existing  # created after the driver started: the DAG's
         if isinstance(self.job, str):
             return bool(job["JobId"] == self.job)
         return bool(self.job(job))
@@ -190,7 +191,7 @@ class drive_lifecycle:  # used like a function: ``with drive_lifecycle(admin) as
     """Move a job through its lifecycle in a background thread while the test blocks on ``dag.test()``.
 
     ``job`` is a JobId, a predicate over the entries of ``admin.jobs()``, or None for the
-    newest job (the one the DAG under test creates: the driver waits until it exists). Each
+    first job created after the driver started (the one the DAG under test creates). Each
     step (``ship``, ``receive``, ``process``, ``return``, or any admin action, alone or with its
     options: ``("process", {"outcome": "Complete"})``) comes ``every``
     seconds after the previous one and after the job's status was read ``reads_between``

@@ -6,6 +6,7 @@ migrated by the plugin's ``importexport_airflow_db`` fixture) and the folder of 
 
 from __future__ import annotations
 
+# [START testing_conftest]
 import os
 import tempfile
 from pathlib import Path
@@ -15,3 +16,4 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parent) 
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 pytest_plugins = ["airflow_provider_importexport.pytest_plugin"]
+# [END testing_conftest]

@@ -16,6 +16,7 @@ in a background thread while ``dag.test()`` waits on the DAG's sensors.
 
 from __future__ import annotations
 
+# [START testing_example_dag_test]
 import importlib.util
 import sys
 from pathlib import Path
@@ -70,7 +71,7 @@ def test_the_migration_dag_imports_every_file(
         admin.create_bucket(bucket)
     dag = load_dag(dags_folder / "example_importexport_migration.py")
 
-    with drive_lifecycle(admin, steps=("receive", "process"), every=0.5) as aws:  # the newest job: the DAG's
+    with drive_lifecycle(admin, steps=("receive", "process"), every=0.5) as aws:  # drives the job the DAG creates
         run = dag.test()
 
     assert run.state == "success"
@@ -81,3 +82,6 @@ def test_the_migration_dag_imports_every_file(
     s3 = boto3.client("s3", endpoint_url=importexport_emulator.endpoint_url, region_name="us-east-1")
     for relative, data in FILES.items():
         assert s3.get_object(Bucket="data-lake-raw", Key=f"migrated/{relative}")["Body"].read() == data
+
+
+# [END testing_example_dag_test]

@@ -1,0 +1,96 @@
+"""The kit for testing one's own DAGs (#16): the plugin's fixtures and helper, and the page that documents them."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_importexport import pytest_plugin
+from airflow_provider_importexport.emulator import ImportExportEmulator
+from airflow_provider_importexport.emulator.client import AdminError, EmulatorAdmin
+from airflow_provider_importexport.hooks.importexport import ImportExportHook
+from airflow_provider_importexport.pytest_plugin import drive_lifecycle
+from tests.helpers import import_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = (ROOT / "docs" / "testing.md").read_text()
+
+
+@pytest.mark.importexport_emulator(profile="manual")
+def test_the_fixture_points_aws_default_and_the_devices_folder_at_the_emulator(
+    importexport_emulator: ImportExportEmulator, importexport_devices: Path, bucket: str
+) -> None:
+    assert importexport_emulator.settings.devices_dir == str(importexport_devices)
+    job = ImportExportHook(aws_conn_id="aws_default").create_job("Import", import_manifest(bucket))  # no set-up
+    assert importexport_emulator.admin.job(job["JobId"])["LocationCode"] == "NotReceived"
+
+
+def test_drive_lifecycle_takes_the_steps_in_order_with_their_options(
+    importexport_emulator: ImportExportEmulator, bucket: str
+) -> None:
+    admin = importexport_emulator.admin
+    hook = ImportExportHook(aws_conn_id="aws_default")
+    hook.create_job("Import", import_manifest(bucket))  # there before the driver: not the one it drives
+    steps: list[Any] = ["receive", ("process", {"outcome": "SuccessWithErrors", "error_count": 2}), "return"]
+    with drive_lifecycle(admin, steps=steps, every=0.05, reads_between=0) as driver:
+        job_id = hook.create_job("Import", import_manifest(bucket))["JobId"]
+        assert driver.finish(timeout=30) == ["receive", "process", "return"]
+    assert driver.job_id == job_id
+    job = admin.job(job_id)
+    assert (job["LocationCode"], job["ProgressCode"], job["ErrorCount"]) == ("Returned", "SuccessWithErrors", 2)
+
+
+def test_drive_lifecycle_raises_a_refused_step_when_the_block_ends(
+    importexport_emulator: ImportExportEmulator, bucket: str
+) -> None:
+    job_id = ImportExportHook(aws_conn_id="aws_default").create_job("Import", import_manifest(bucket))["JobId"]
+    driving = drive_lifecycle(importexport_emulator.admin, job_id, steps=("return",), every=0.01, reads_between=0)
+    driving.__enter__().join(30)
+    with pytest.raises(AdminError, match="return"):
+        driving.__exit__(None, None, None)
+
+
+def test_drive_lifecycle_waits_until_someone_saw_each_state(
+    importexport_emulator: ImportExportEmulator, bucket: str
+) -> None:
+    hook = ImportExportHook(aws_conn_id="aws_default")
+    job_id = hook.create_job("Import", import_manifest(bucket))["JobId"]
+    with drive_lifecycle(importexport_emulator.admin, job_id, steps=("receive", "start"), every=0.01) as driver:
+        time.sleep(0.5)
+        assert driver.done == []  # nobody read the job's status yet
+        hook.get_status(job_id)
+        until(lambda: driver.done == ["receive"])
+        time.sleep(0.5)
+        assert driver.done == ["receive"]  # the arrival was not seen yet
+        hook.get_status(job_id)
+        assert driver.finish(timeout=30) == ["receive", "start"]
+
+
+def until(condition: Any, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_the_page_documents_every_admin_method_fixture_and_marker_setting() -> None:
+    methods = [name for name, _ in inspect.getmembers(EmulatorAdmin, inspect.isfunction) if not name.startswith("_")]
+    for name in methods:
+        assert re.search(rf"^\| `{name}\(", PAGE, re.MULTILINE), f"docs/testing.md: no row for EmulatorAdmin.{name}"
+    for name in ("importexport_emulator", "importexport_devices", "importexport_airflow_db"):
+        assert hasattr(pytest_plugin, name)
+        assert f"| `{name}` |" in PAGE, f"docs/testing.md: no row for the fixture {name}"
+    for setting in ("profile", "devices_dir", "daily_create_quota"):
+        assert f"`{setting}`" in PAGE
+
+
+def test_the_testing_extra_brings_pytest_and_the_emulator() -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert "airflow-provider-importexport[emulator]" in extras["testing"]
+    assert any(requirement.startswith("pytest") for requirement in extras["testing"])
