@@ -139,32 +139,40 @@ def serve(argv: list[str]) -> int:
 
 def admin(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="importexport-emulator admin", description="Drive a running emulator.")
-    parser.add_argument("--endpoint-url", default="http://127.0.0.1:5050")
+    parser.add_argument(
+        "--endpoint-url", default="http://127.0.0.1:5050", help="the emulator's URL (default: %(default)s)"
+    )
     _add_token_option(parser, "needed when the emulator was started with one")
     sub = parser.add_subparsers(dest="command", required=True)
-    for action in ("ship", "receive", "start", "expire"):
-        sub.add_parser(action, help=f"{action} a job's device").add_argument("job_id")
+    steps = {
+        "ship": "mark a job's device as shipped (it is still NotReceived)",
+        "receive": "the device arrives at AWS: NotReceived/Pending -> AtAWS/Pending",
+        "start": "start the data transfer: AtAWS/Pending -> AtAWS/InProgress",
+        "expire": "expire a job whose device never arrived (ProgressCode Expired)",
+    }
+    for action, text in steps.items():
+        sub.add_parser(action, help=text).add_argument("job_id", help="the JobId")
     process = sub.add_parser("process", help="run the data transfer, optionally forcing an outcome")
-    process.add_argument("job_id")
+    process.add_argument("job_id", help="the JobId")
     process.add_argument("--outcome", help="Complete, SuccessWithErrors or a failure ProgressCode")
-    process.add_argument("--error-count", type=int)
+    process.add_argument("--error-count", type=int, help="the ErrorCount of a SuccessWithErrors outcome")
     ret = sub.add_parser("return", help="ship the device back")
-    ret.add_argument("job_id")
-    ret.add_argument("--carrier", default="UPS")
-    ret.add_argument("--tracking-number")
+    ret.add_argument("job_id", help="the JobId")
+    ret.add_argument("--carrier", default="UPS", help="the carrier shown in GetStatus (default: %(default)s)")
+    ret.add_argument("--tracking-number", help="the TrackingNumber (default: a made-up one)")
     attach = sub.add_parser("attach", help="use a folder as the job's device")
-    attach.add_argument("job_id")
-    attach.add_argument("path")
+    attach.add_argument("job_id", help="the JobId")
+    attach.add_argument("path", help="the folder that holds the device's files")
     sub.add_parser("jobs", help="list every job")
-    sub.add_parser("status").add_argument("job_id")
+    sub.add_parser("status", help="one job's status (secrets masked)").add_argument("job_id", help="the JobId")
     faults = sub.add_parser("faults", help="set fault rates")
     faults.add_argument("settings", help="JSON, e.g. '{\"error_503_rate\": 0.2}'")
     clock = sub.add_parser("clock", help="move the emulator's clock forward")
-    clock.add_argument("seconds", type=float)
-    bucket = sub.add_parser("create-bucket")
-    bucket.add_argument("bucket")
-    bucket.add_argument("--region", default="us-east-1")
-    bucket.add_argument("--access-key")
+    clock.add_argument("seconds", type=float, help="how far, in seconds")
+    bucket = sub.add_parser("create-bucket", help="create an S3 bucket on the emulator's endpoint")
+    bucket.add_argument("bucket", help="the bucket's name")
+    bucket.add_argument("--region", default="us-east-1", help="its region (default: %(default)s)")
+    bucket.add_argument("--access-key", help="the owning account's access key (default: the default account)")
     args = parser.parse_args(argv)
     client = EmulatorAdmin(args.endpoint_url, token=args.admin_token or "")
     try:
