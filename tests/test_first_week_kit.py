@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import re
+import subprocess
+import sys
 import time
 import tomllib
 from pathlib import Path
@@ -94,3 +96,20 @@ def test_the_testing_extra_brings_pytest_and_the_emulator() -> None:
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert "airflow-provider-importexport[emulator]" in extras["testing"]
     assert any(requirement.startswith("pytest") for requirement in extras["testing"])
+
+
+def emulator_help(*args: str) -> str:
+    command = [sys.executable, "-m", "airflow_provider_importexport.emulator", "admin", *args, "--help"]
+    return subprocess.run(command, capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def test_every_admin_command_and_argument_has_a_help_text() -> None:
+    listing = emulator_help()
+    commands = re.search(r"\{([\w,-]+)\}", listing)
+    assert commands is not None
+    for command in commands.group(1).split(","):
+        assert re.search(rf"^    {command} +\S", listing, re.MULTILINE), f"admin {command} has no help text"
+    assert "status              one job's status" in listing
+    assert "create-bucket       create an S3 bucket" in listing
+    for command, argument in (("status", "job_id"), ("create-bucket", "bucket"), ("create-bucket", "--region")):
+        assert re.search(rf"^  {argument}( \w+)? +\S", emulator_help(command), re.MULTILINE), (command, argument)
