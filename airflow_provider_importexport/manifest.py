@@ -540,7 +540,8 @@ def _check_section(section: _Section, where: str) -> list[ManifestProblem]:
         value = getattr(section, name)
         path = f"{where}{meta['key']}"
         if meta["required"] and value in (None, "", [], {}):
-            found.append(ManifestProblem(section.missing_code, path, f"required; add {meta['key']}"))
+            python = f" ({name}= in Python)" if name != meta["key"] else ""
+            found.append(ManifestProblem(section.missing_code, path, f"required; add {meta['key']}{python}"))
             continue
         if meta["choices"] and value is not None and value not in meta["choices"]:
             found.append(
