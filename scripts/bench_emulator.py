@@ -2,10 +2,12 @@
 
 Runs the emulator in its own process (as Airflow would reach it) and drives it from this one:
 
-  * throughput: GetStatus per second from aiobotocore, one client with C concurrent callers
-    (what a triggerer does), plus boto3 threads and the unauthenticated health endpoint for
-    context; median of ROUNDS rounds of SECONDS each. With ``--baseline REV`` the emulator
-    of that git revision runs beside this one, in alternating order, and the ratio is shown;
+  * throughput: GetStatus per second from C concurrent aiobotocore callers (what a triggerer
+    does), spread over P client processes (one aiobotocore process spends about as much CPU
+    per call as the emulator: alone it would measure itself), plus boto3 threads and the
+    unauthenticated health endpoint for context; median of ROUNDS rounds of SECONDS each.
+    With ``--baseline REV`` the emulator of that git revision runs beside this one, in
+    alternating order, and the ratio is shown;
   * scale: CreateJob per second at 0 jobs and at 100,000, and the time of one ListJobs page
     (MaxJobs=100: the first page and pages at random markers) at 1,000 / 10,000 / 100,000
     jobs of one account. The jobs are made through the admin API's bulk route, which runs
@@ -25,6 +27,7 @@ import argparse
 import asyncio
 import contextlib
 import io
+import multiprocessing
 import os
 import random
 import statistics
@@ -110,7 +113,7 @@ def emulator(*args: str, pythonpath: str | None = None) -> Iterator[EmulatorAdmi
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [pythonpath, env.get("PYTHONPATH")]))
-    process, admin = spawn(*args, env=env)
+    process, admin = spawn(*args, env=env, cwd=pythonpath)  # python -m looks in its folder first
     try:
         yield admin
     finally:
@@ -132,6 +135,19 @@ def revision_package(revision: str) -> Iterator[str]:
         yield folder
 
 
+def _async_rate_in_process(endpoint: str, job_id: str, concurrency: int, seconds: float) -> float:
+    return asyncio.run(async_rate(endpoint, job_id, concurrency, seconds))
+
+
+def spread_rate(endpoint: str, job_id: str, args: argparse.Namespace) -> float:
+    """GetStatus per second from ``args.concurrency`` callers in ``args.client_processes`` processes."""
+    processes = args.client_processes
+    share = [args.concurrency // processes + (i < args.concurrency % processes) for i in range(processes)]
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        calls = [(endpoint, job_id, callers, args.seconds) for callers in share]
+        return sum(pool.starmap(_async_rate_in_process, calls))
+
+
 def throughput(admin: EmulatorAdmin, args: argparse.Namespace) -> dict[str, float]:
     """One round of each GetStatus load against a running emulator."""
     endpoint = admin.endpoint_url
@@ -139,7 +155,7 @@ def throughput(admin: EmulatorAdmin, args: argparse.Namespace) -> dict[str, floa
         admin.create_bucket("bench-bucket")
     job_id = api_client(endpoint).create_job(JobType="Import", Manifest=MANIFEST, ValidateOnly=False)["JobId"]
     return {
-        "aiobotocore GetStatus": asyncio.run(async_rate(endpoint, job_id, args.concurrency, args.seconds)),
+        "aiobotocore GetStatus": spread_rate(endpoint, job_id, args),
         "boto3 GetStatus": threaded_rate(
             lambda c: c.get_status(JobId=job_id), lambda: api_client(endpoint), args.threads, args.seconds
         ),
@@ -159,7 +175,10 @@ def measure_throughput(args: argparse.Namespace) -> float:
                 with emulator(pythonpath=sides[side]) as admin:
                     for name, rate in throughput(admin, args).items():
                         results[side].setdefault(name, []).append(rate)
-    print(f"GetStatus throughput: {args.rounds} rounds x {args.seconds:g} s, {os.cpu_count()} cores")
+    print(
+        f"GetStatus throughput: {args.rounds} rounds x {args.seconds:g} s, {os.cpu_count()} cores, "
+        f"{args.concurrency} aiobotocore callers in {args.client_processes} processes"
+    )
     for side, rates in results.items():
         print(f"  {side}")
         for name, values in rates.items():
@@ -236,7 +255,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=int, default=32, help="concurrent aiobotocore callers")
+    parser.add_argument("--client-processes", type=int, default=2, help="processes the callers are spread over")
     parser.add_argument("--pages", type=int, default=41, help="ListJobs pages timed at each job count")
     parser.add_argument("--baseline", metavar="REV", help="also run the emulator of this git revision, side by side")
     parser.add_argument("--quick", action="store_true", help="2 rounds of 1 s and fewer pages (a smoke run)")

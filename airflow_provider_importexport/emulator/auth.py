@@ -26,9 +26,11 @@ defence against tampering in transit).
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime as dt
 import email.utils
+import functools
 import hashlib
 import hmac
 import re
@@ -65,6 +67,7 @@ STREAMING_PAYLOADS = frozenset(
     }
 )
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_STAMP = re.compile(r"\d{8}T\d{6}Z", re.ASCII)
 _SIGV4 = "AWS4-HMAC-SHA256"
 _QUERY_SIGNATURE = "X-Amz-Signature"
 
@@ -432,10 +435,11 @@ def _sigv4_parts(credential: str, signed: str, signature: str, stamp: str, *, pr
 
 def _parse_stamp(stamp: str, presigned: bool) -> dt.datetime:
     """X-Amz-Date; years far from now are refused here, so date arithmetic cannot overflow."""
-    try:
-        when = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
-    except ValueError:
-        when = None
+    when = None
+    if _STAMP.fullmatch(stamp):  # what strptime("%Y%m%dT%H%M%SZ") takes, at a tenth of its cost
+        with contextlib.suppress(ValueError):
+            year, month, day = int(stamp[0:4]), int(stamp[4:6]), int(stamp[6:8])
+            when = dt.datetime(year, month, day, int(stamp[9:11]), int(stamp[11:13]), int(stamp[13:15]), tzinfo=dt.UTC)
     if when is None or not 1970 <= when.year <= 9000:
         raise AuthError(
             MALFORMED_QUERY if presigned else BAD_DATE,
@@ -476,10 +480,18 @@ def _canonical_request(request: SignedRequest, sig: _SigV4, payload_hash: str, *
 
 def _sigv4_signature(secret: str, sig: _SigV4, canonical_request: str) -> str:
     string_to_sign = "\n".join((_SIGV4, sig.stamp, sig.scope, _sha256(canonical_request.encode())))
-    key = f"AWS4{secret}".encode()
-    for part in (sig.day, sig.region, sig.service, "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    key = _signing_key(secret, sig.day, sig.region, sig.service)
     return hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+@functools.lru_cache(maxsize=256)
+def _signing_key(secret: str, day: str, region: str, service: str) -> bytes:
+    """SigV4's signing key, four HMACs deep; it changes once a day per region and service, as
+    clients cache it too."""
+    key = f"AWS4{secret}".encode()
+    for part in (day, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
 
 
 def _api_sigv2_signature(request: SignedRequest, params: dict[str, str], account: Account) -> str:

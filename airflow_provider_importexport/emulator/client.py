@@ -95,15 +95,18 @@ class EmulatorAdmin:
         return self.request("POST", "buckets", {"bucket": bucket, "region": region, "access_key": access_key})
 
 
-def spawn(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], EmulatorAdmin]:
-    """Start the emulator in its own process on a free port (plus ``args``); wait for its ready line.
+def spawn(
+    *args: str, env: dict[str, str] | None = None, cwd: str | None = None
+) -> tuple[subprocess.Popen[str], EmulatorAdmin]:
+    """Start the emulator in its own process on a free port (plus ``args``), in ``cwd`` (which
+    ``python -m`` searches first); wait for its ready line.
 
     Returns the process (terminate it when done) and an admin client, which sends the admin
     token given as ``--admin-token`` or in ``env`` (or this process's environment); the
     endpoint is ``client.endpoint_url``.
     """
     command = [sys.executable, "-m", "airflow_provider_importexport.emulator", "--port", "0", *args]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)  # noqa: S603 - our own module
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env, cwd=cwd)  # noqa: S603 - our own module
     assert process.stdout is not None
     line = process.stdout.readline()
     match = re.search(r"ready on (http://\S+)", line)

@@ -1,19 +1,22 @@
 """The service's wire protocol: AWS query requests in, XML responses out.
 
-Both directions are driven by botocore's own service model for ``importexport``
-(through moto's model-driven query parser and serializer), so what the emulator reads
-and writes is exactly what botocore sends and expects. Parameters may come in a POST's
-form body, in the query string, or both (the query protocol allows GET too); scalar
-values are checked against the model before parsing, so a bad ``MaxJobs`` or
-``ValidateOnly`` is the service's ``InvalidParameterException``, never a crash or a guess.
+Both directions are driven by botocore's own service model for ``importexport`` (requests
+through moto's model-driven query parser, answers from the output shapes, compiled once
+per operation), so what the emulator reads and writes is exactly what botocore sends and
+expects. Parameters may come in a POST's form body, in the query string, or both (the
+query protocol allows GET too); scalar values are checked against the model before
+parsing, so a bad ``MaxJobs`` or ``ValidateOnly`` is the service's
+``InvalidParameterException``, never a crash or a guess.
 """
 
 from __future__ import annotations
 
 import functools
+import random
 import re
 import uuid
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 from urllib.parse import parse_qsl
 from xml.sax.saxutils import escape
@@ -21,7 +24,6 @@ from xml.sax.saxutils import escape
 from botocore.loaders import create_loader
 from moto.core.model import OperationModel, ServiceModel
 from moto.core.parse import QueryParser
-from moto.core.serialize import QuerySerializer, SerializationContext
 from werkzeug.datastructures import MultiDict
 
 from airflow_provider_importexport.exceptions import (
@@ -74,6 +76,16 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
     if len(data) > limit:
         raise PayloadTooLarge(f"The request body is over the limit of {limit} bytes.")
     return data
+
+
+#: Request ids need to be unique, not secret: the operating system's randomness costs a system
+#: call each time (hundreds of microseconds in some sandboxes), this generator seeds from it once.
+_ids = random.Random()
+
+
+def new_request_id() -> str:
+    """A request id in AWS's shape (a version-4 UUID)."""
+    return str(uuid.UUID(int=_ids.getrandbits(128), version=4))
 
 
 @functools.lru_cache(maxsize=1)
@@ -151,7 +163,7 @@ def parse_call(form: dict[str, str]) -> ApiCall:
     )
     _check_required(operation, params)
     _check_client_version(params.get("APIVersion"))
-    return ApiCall(action, params, str(uuid.uuid4()))
+    return ApiCall(action, params, new_request_id())
 
 
 def _check_scalars(operation: OperationModel, form: dict[str, str]) -> None:
@@ -189,7 +201,7 @@ class Response:
     status: int
     body: bytes
     content_type: str = "text/xml"
-    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    request_id: str = field(default_factory=new_request_id)
     request_id_header: str = REQUEST_ID_HEADER
 
     def headers(self) -> list[tuple[str, str]]:
@@ -207,16 +219,78 @@ def xml_text(serialized: str) -> bytes:
 
 
 def success(call: ApiCall, result: dict[str, Any]) -> Response:
-    operation = service_model().operation_model(call.action)
-    serialized = QuerySerializer(operation, SerializationContext(call.request_id)).serialize(result)
-    body = serialized["body"]
-    return Response(200, xml_text(body.decode() if isinstance(body, bytes) else body), request_id=call.request_id)
+    """The operation's answer, written from its output shape in the model (what moto's query
+    serializer writes, byte for byte, without its per-call cost: see :func:`_plan`)."""
+    action = call.action
+    out = [f'<{action}Response xmlns="{NAMESPACE}">']
+    _write(_plan(action), result, f"{action}Result", out)
+    out.append(f"<ResponseMetadata><RequestId>{escape(call.request_id)}</RequestId></ResponseMetadata>")
+    out.append(f"</{action}Response>")
+    return Response(200, xml_text("".join(out)), request_id=call.request_id)
+
+
+#: A compiled output shape: ("structure", ((member, tag, node), ...)), ("list", item tag, node),
+#: or a scalar ("string",), ("boolean",), ("integer",), ("timestamp",) ...
+Node = tuple[Any, ...]
+
+
+@functools.cache
+def _plan(action: str) -> Node:
+    """The output shape of an operation compiled once into nested tuples (the model is walked per call otherwise)."""
+    shape = service_model().operation_model(action).output_shape
+    return _compile(shape) if shape is not None else ("structure", ())
+
+
+def _compile(shape: Any) -> Node:
+    kind = shape.type_name
+    if kind == "structure":
+        members = shape.members.items()
+        return (
+            kind,
+            tuple((name, member.serialization.get("name", name), _compile(member)) for name, member in members),
+        )
+    if kind == "list":
+        if shape.serialization.get("flattened"):
+            raise NotImplementedError("flattened lists: the Import/Export model has none")
+        return (kind, shape.member.serialization.get("name", "member"), _compile(shape.member))
+    return (kind,)
+
+
+def _write(node: Node, value: Any, tag: str, out: list[str]) -> None:
+    """``<tag>value</tag>`` (``<tag/>`` when empty), as XML text before :func:`xml_text`."""
+    kind = node[0]
+    if kind == "structure":
+        inner: list[str] = []
+        for name, child_tag, child in node[1]:
+            if value.get(name) is not None:
+                _write(child, value[name], child_tag, inner)
+        text = "".join(inner)
+    elif kind == "list":
+        inner = []
+        for item in value:
+            _write(node[2], item, node[1], inner)
+        text = "".join(inner)
+    else:
+        text = _scalar(kind, value)
+    out.append(f"<{tag}>{text}</{tag}>" if text else f"<{tag}/>")
+
+
+def _scalar(kind: str, value: Any) -> str:
+    if kind == "boolean":
+        return "true" if value else "false"
+    if kind in ("integer", "long"):
+        return str(int(value))
+    if kind in ("float", "double"):
+        return str(float(value))
+    if kind == "timestamp":
+        return str(value.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if value.microsecond else "%Y-%m-%dT%H:%M:%SZ"))
+    return escape(str(value.value if isinstance(value, Enum) else value))
 
 
 def error(code: str, message: str, *, status: int = 400, request_id: str | None = None) -> Response:
     """The service's error envelope; ``Code`` is the modeled shape name botocore maps to a class."""
     kind = "Receiver" if status >= 500 else "Sender"
-    request_id = request_id or str(uuid.uuid4())
+    request_id = request_id or new_request_id()
     body = (
         f'<ErrorResponse xmlns="{NAMESPACE}"><Error><Type>{kind}</Type>'
         f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message></Error>"
@@ -231,7 +305,7 @@ def error_from(err: ImportExportError, request_id: str | None = None) -> Respons
 
 def s3_error(code: str, message: str, status: int, *, with_body: bool = True) -> Response:
     """S3's error document (no body for HEAD, as S3 sends none)."""
-    request_id = uuid.uuid4().hex[:16].upper()
+    request_id = new_request_id().replace("-", "")[:16].upper()
     body = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f"<Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"

@@ -18,22 +18,18 @@ belong to the account that made them" holds on both.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import ipaddress
 import logging
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 from xml.parsers.expat import ExpatError
-
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from airflow_provider_importexport import exceptions as exc
 from airflow_provider_importexport.emulator import protocol
@@ -58,6 +54,7 @@ from airflow_provider_importexport.emulator.faults import (
     RequestLog,
 )
 from airflow_provider_importexport.emulator.lifecycle import LifecycleProfile
+from airflow_provider_importexport.emulator.serving import DROP, AsgiFront, HttpServer, listening_socket
 from airflow_provider_importexport.emulator.state import CancelRule
 from airflow_provider_importexport.emulator.storage import S3Storage, bucket_info, reset_s3
 
@@ -181,6 +178,7 @@ class EmulatorApp:
         if route == "api":
             response = self.handle_api(environ)
             if response is None:
+                _drop(environ)
                 return []
         else:
             try:
@@ -237,8 +235,6 @@ class EmulatorApp:
         try:
             return self._answer_safely(environ)
         except _NoServiceAnswer as lost:
-            if lost.page is None:
-                _drop(environ)
             return lost.page
 
     def _perform(self, call: protocol.ApiCall, account: Account) -> dict[str, Any]:
@@ -422,47 +418,27 @@ def _signed_request(environ: dict[str, Any], body: bytes, form: dict[str, str]) 
 
 
 def _drop(environ: dict[str, Any]) -> None:
-    sock = environ.get("werkzeug.socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
-
-
-class _QuietHandler(WSGIRequestHandler):
-    """No access log unless verbose; idle connections time out instead of hanging a thread."""
-
-    timeout = 30
-    verbose = False
-    protocol_version = "HTTP/1.1"  # keep-alive: SDK clients reuse their connections
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        if self.verbose:
-            super().log_request(code, size)
-
-    def log_error(self, format: str, *args: Any) -> None:  # noqa: A002
-        if self.verbose:
-            super().log_error(format, *args)
+    """Close the connection without an answer (the HTTP server in front gives the means)."""
+    drop = environ.get(DROP)
+    if drop is not None:
+        drop()
 
 
 class EmulatorServer:
-    """The emulator on a real TCP port, served from a background thread."""
+    """The emulator on a real TCP port (uvicorn, connections kept alive), served from a background thread."""
 
     def __init__(self, settings: EmulatorSettings | None = None) -> None:
         self.settings = settings or EmulatorSettings()
-        handler = type("Handler", (_QuietHandler,), {"verbose": self.settings.verbose})
-        self._server: BaseWSGIServer = make_server(
-            self.settings.host, self.settings.port, _Lazy(), threaded=True, request_handler=handler
-        )
-        self._server.daemon_threads = True  # type: ignore[attr-defined]
-        self.port = self._server.server_port
+        sock = listening_socket(self.settings.host, self.settings.port)
+        self.port = sock.getsockname()[1]
         self.endpoint_url = f"http://{self.settings.host}:{self.port}"
         try:
             self.app = EmulatorApp(self.settings, self.endpoint_url)
         except BaseException:  # e.g. a refused state file: do not keep the port
-            self._server.server_close()
+            sock.close()
             raise
-        self._server.app = self.app  # type: ignore[assignment]
-        self._thread: threading.Thread | None = None
+        front = AsgiFront(self.app, lambda environ: request_route(environ) == "s3", protocol.MAX_BODY_BYTES)
+        self._http = HttpServer(sock, front, verbose=self.settings.verbose)
         #: Set when the emulator listens beyond loopback; logged at start, printed by the CLI.
         self.exposure_warning = exposure_warning(self.settings.host)
 
@@ -471,13 +447,14 @@ class EmulatorServer:
         return self.app.backend
 
     def serve_forever(self) -> None:
-        self._server.serve_forever(poll_interval=0.2)
+        """Serve until interrupted (KeyboardInterrupt, which the CLI raises on SIGTERM too)."""
+        self._http.start()
+        self._http.wait()
 
     def start(self) -> EmulatorServer:
         if self.exposure_warning:
             log.warning(self.exposure_warning)
-        self._thread = threading.Thread(target=self.serve_forever, name="importexport-emulator", daemon=True)
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
@@ -486,28 +463,17 @@ class EmulatorServer:
         moto keeps S3 in process-wide memory; clearing it when the emulator stops gives
         each emulator (each test) its own S3. Run one emulator per process at a time.
         """
-        self._server.shutdown()
-        self._server.server_close()
+        self._http.stop()
         try:
             self.backend.save()
         finally:
             reset_s3()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     def __enter__(self) -> EmulatorServer:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-class _Lazy:
-    """Placeholder app until the real one knows the bound port."""
-
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
-        return [b"starting"]
 
 
 class ImportExportEmulator(EmulatorServer):
