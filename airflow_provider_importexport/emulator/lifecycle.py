@@ -117,7 +117,9 @@ class Lifecycle:
             job.planned_outcome, job.planned_error_count = outcome, error_count
         if job.location is LocationCode.AT_AWS and job.progress is ProgressCode.PENDING:
             self._start(job, when)
-        require(job, job.progress is ProgressCode.IN_PROGRESS, "process", "ProgressCode InProgress (device at AWS)")
+        receive_first = f"importexport-emulator admin receive {job.job_id}, or admin.act({job.job_id!r}, 'receive')"
+        needs = f"LocationCode AtAWS with ProgressCode Pending or InProgress (receive it first: {receive_first})"
+        require(job, job.progress is ProgressCode.IN_PROGRESS, "process", needs)
         planned = ProgressCode(job.planned_outcome) if job.planned_outcome else None
         if planned in PROCESSING_FAILURES:
             job.move(when, progress=planned)
