@@ -117,8 +117,9 @@ class Lifecycle:
             job.planned_outcome, job.planned_error_count = outcome, error_count
         if job.location is LocationCode.AT_AWS and job.progress is ProgressCode.PENDING:
             self._start(job, when)
-        receive_first = f"importexport-emulator admin receive {job.job_id}, or admin.act({job.job_id!r}, 'receive')"
-        needs = f"LocationCode AtAWS with ProgressCode Pending or InProgress (receive it first: {receive_first})"
+        needs = "LocationCode AtAWS with ProgressCode Pending or InProgress"
+        if job.location is LocationCode.NOT_RECEIVED:
+            needs += f" (receive it first: importexport-emulator admin receive {job.job_id}; in Python, act 'receive')"
         require(job, job.progress is ProgressCode.IN_PROGRESS, "process", needs)
         planned = ProgressCode(job.planned_outcome) if job.planned_outcome else None
         if planned in PROCESSING_FAILURES:
