@@ -119,7 +119,10 @@ class Lifecycle:
             self._start(job, when)
         needs = "LocationCode AtAWS with ProgressCode Pending or InProgress"
         if job.location is LocationCode.NOT_RECEIVED:
-            needs += f" (receive it first: importexport-emulator admin receive {job.job_id}; in Python, act 'receive')"
+            needs += (
+                f" (receive it first: importexport-emulator admin receive {job.job_id}, "
+                f"or admin.act({job.job_id!r}, 'receive') in Python)"
+            )
         require(job, job.progress is ProgressCode.IN_PROGRESS, "process", needs)
         planned = ProgressCode(job.planned_outcome) if job.planned_outcome else None
         if planned in PROCESSING_FAILURES:
