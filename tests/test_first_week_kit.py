@@ -113,3 +113,22 @@ def test_every_admin_command_and_argument_has_a_help_text() -> None:
     assert "create-bucket       create an S3 bucket" in listing
     for command, argument in (("status", "job_id"), ("create-bucket", "bucket"), ("create-bucket", "--region")):
         assert re.search(rf"^  {argument}( \w+)? +\S", emulator_help(command), re.MULTILINE), (command, argument)
+
+
+def test_process_before_receive_states_the_real_precondition_and_the_next_command(
+    importexport_emulator: ImportExportEmulator, bucket: str
+) -> None:
+    admin = importexport_emulator.admin
+    job_id = ImportExportHook(aws_conn_id="aws_default").create_job("Import", import_manifest(bucket))["JobId"]
+    with pytest.raises(AdminError) as raised:
+        admin.act(job_id, "process", outcome="Complete")
+    assert str(raised.value) == (
+        f"Cannot process job {job_id}: it needs LocationCode AtAWS with ProgressCode Pending or InProgress "
+        f"(receive it first: importexport-emulator admin receive {job_id}, or admin.act({job_id!r}, 'receive') in "
+        "Python), but is LocationCode NotReceived / ProgressCode Pending."
+    )
+    admin.act(job_id, "receive")
+    assert admin.act(job_id, "process", outcome="Complete")["ProgressCode"] == "Complete"  # from AtAWS/Pending
+    with pytest.raises(AdminError) as again:
+        admin.act(job_id, "process")
+    assert "receive it first" not in str(again.value)  # at AWS already: no such advice
