@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from airflow_provider_importexport.emulator.server import EmulatorServer, EmulatorSettings, ImportExportEmulator
     from airflow_provider_importexport.emulator.state import CancelRule
 
-# Imported on first use, so the admin client and the command line start without loading
-# the server's dependencies (moto, and Airflow through the shared exceptions).
+# Imported on first use, so the admin client starts without loading the server's
+# dependencies (moto, boto3, uvicorn).
 _EXPORTS = {
     "DEFAULT_ACCESS_KEY": "auth",
     "DEFAULT_ACCOUNT": "auth",
