@@ -17,6 +17,7 @@ import io
 import logging
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -35,6 +36,8 @@ DROP = "importexport.drop"
 _ABORT = "importexport.abort"
 #: An idle kept-alive connection is closed after this long (AWS's load balancers: 60 s).
 KEEP_ALIVE_SECONDS = 60
+#: How long starting may take.
+START_SECONDS = 30
 #: How long stopping waits for requests in flight.
 GRACEFUL_STOP_SECONDS = 5
 
@@ -174,9 +177,14 @@ class HttpServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        """Serve from a background thread (connections made before it runs wait in the backlog)."""
+        """Serve from a background thread; returns once it accepts connections."""
         self._thread = threading.Thread(target=self._run, name="importexport-emulator", daemon=True)
         self._thread.start()
+        deadline = time.monotonic() + START_SECONDS
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the emulator's HTTP server did not start; its log says why")
+            time.sleep(0.005)
 
     def _run(self) -> None:
         try:
