@@ -64,8 +64,11 @@ ImportExportJobSensor(task_id="arrived", job_id="$job_id", wait_for="arrival", d
     assert driver.done == ["receive"]
     assert result.state("arrived") == "success"
     output = capfd.readouterr().out
+    output = output[output.index("[DAG TEST] starting") :]  # the DAG run's log (the test's own calls log too)
     endpoint = f"ImportExport endpoint: {emulator.endpoint_url} (region us-east-1, connection aws_default)"
-    assert len(lines_with(output, endpoint)) >= 1
+    [task, trigger] = lines_with(output, endpoint)  # once by the task's hook, once by the trigger
+    assert "hooks.importexport.ImportExportHook]" in task
+    assert "triggers.importexport.ImportExportJobTrigger]" in trigger
     [deferring] = lines_with(output, "Deferring to the triggerer")
     assert f"Waiting for arrival: job {job_id} is LocationCode NotReceived, ProgressCode Pending." in deferring
     deadline = r"deadline \d{4}-\d\d-\d\d \d\d:\d\d UTC, in (1 minute 59 seconds|2 minutes)"
