@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,6 +259,8 @@ def _worker_main(connection: Any) -> None:
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     import airflow.sdk  # noqa: F401 - the slow import, before "ready" and outside any test's limit
 
+    # pytest's filterwarnings do not reach this process: the provider's own deprecations fail here too.
+    warnings.filterwarnings("error", category=DeprecationWarning, module=r"airflow_provider_importexport")
     _redirect_output(os.devnull, os.devnull)
     connection.send("ready")
     while True:
