@@ -120,7 +120,8 @@ async def test_log_lines_land_in_each_triggers_own_context(
     for job in (first, second):
         await asyncio.to_thread(emulator.admin.act, job, "expire")  # each wait ends at its first poll
     await asyncio.gather(in_own_task("first", trigger(first)), in_own_task("second", trigger(second)))
-    assert {(name, first in line, second in line) for name, line in logged.lines} == {
+    about_jobs = [(name, first in line, second in line) for name, line in logged.lines]
+    assert set(about_jobs) - {(name, False, False) for name in ("first", "second")} == {
         ("first", True, False),
         ("second", False, True),
     }, logged.lines
@@ -131,16 +132,19 @@ async def test_an_unchanged_job_logs_once_and_again_on_a_change(
 ) -> None:
     (job,) = make_jobs(1)
     waiting = asyncio.create_task(in_own_task("wait", trigger(job, wait_for="completion", waiter_delay=0.2)))
+
+    def lines() -> list[str]:
+        return [line for _, line in logged.lines if job in line]
+
     await asyncio.sleep(1.5)
     assert len(emulator.admin.requests(action="GetStatus", job_id=job)) >= 3
-    assert [line for _, line in logged.lines] == [f"Waiting for completion: job {job} is LocationCode NotReceived, "
-                                                  "ProgressCode Pending."]  # fmt: skip
+    assert len(lines()) == 1 and "NotReceived" in lines()[0], logged.lines
     await asyncio.to_thread(emulator.admin.act, job, "receive")
     await asyncio.sleep(1.0)
-    assert len(logged.lines) == 2 and "LocationCode AtAWS" in logged.lines[1][1], logged.lines
+    assert len(lines()) == 2 and "AtAWS" in lines()[1], logged.lines
     await asyncio.to_thread(emulator.admin.act, job, "process", outcome="Complete")
     assert (await asyncio.wait_for(waiting, 30))["status"] == "success"
-    assert len(logged.lines) == 3
+    assert len(lines()) == 3
 
 
 async def test_a_missing_connection_fails_every_wait_sharing_it(make_jobs: Any) -> None:

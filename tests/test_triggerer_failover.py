@@ -11,9 +11,6 @@ ends exactly once: no task tried twice, no trigger fired twice, no job polled by
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -23,10 +20,9 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_importexport.emulator import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, ImportExportEmulator
-from tests.airflow_stack import AirflowStack
-from tests.helpers import import_manifest
-from tests.postgres import PostgresCluster, postgres_bin
+from airflow_provider_importexport.emulator import ImportExportEmulator
+from tests.helpers import connection_json, import_manifest
+from tests.postgres import PostgresCluster, PostgresStack, postgres_bin
 
 pytestmark = [
     pytest.mark.slow,
@@ -50,112 +46,26 @@ TAKEOVER_AFTER = 10
 WATCHED_POLLS = 5
 
 
-class PostgresStack(AirflowStack):
-    """The Airflow stack on PostgreSQL, with two triggerers (each with its own name and capacity)."""
-
-    def __init__(self, home: Path, dags: Path, extra_env: dict[str, str], db: PostgresCluster) -> None:
-        super().__init__(home, dags, {"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db.url, **extra_env})
-        self.db = db
-        self._connection: Any = None
-        #: Triggerer job ids by name, in the order they started.
-        self.triggerers: dict[str, int] = {}
-
-    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        """A query on the metadata DB (``%s`` placeholders), each seeing everything committed before it."""
-        import psycopg2
-
-        if self._connection is None:
-            self._connection = psycopg2.connect(host="127.0.0.1", port=self.db.port, user=self.db.user,
-                                                dbname=self.db.database)  # fmt: skip
-            self._connection.autocommit = True
-        with self._connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            return list(cursor.fetchall())
-
-    def start(self) -> None:
-        self.airflow("db", "migrate")
-        for component in ("api-server", "scheduler", "dag-processor"):
-            self.start_component(component)
-        self.start_triggerer("triggerer-1", capacity=FIRST_CAPACITY)
-        self.start_triggerer("triggerer-2", capacity=WAITS)
-
-    def start_triggerer(self, name: str, capacity: int) -> int:
-        """Start ``airflow triggerer --capacity`` under ``name`` (a key for :meth:`kill`); its job id."""
-        log = open(self.home / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.logs[name], self.log_names[name] = log, name
-        self.processes[name] = subprocess.Popen(
-            [sys.executable, "-m", "airflow", "triggerer", "--capacity", str(capacity)],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-        def registered() -> int | None:
-            rows = self.query("SELECT id FROM job WHERE job_type = 'TriggererJob' ORDER BY id")
-            new = [job_id for (job_id,) in rows if job_id not in self.triggerers.values()]
-            return new[0] if new else None
-
-        self.triggerers[name] = int(self.wait_for(f"{name} to register", registered, timeout=180))
-        return self.triggerers[name]
-
-    def stop(self) -> None:
-        super().stop()
-        if self._connection is not None:
-            self._connection.close()
-
-    def mapped_trigger_logs(self, task_id: str) -> dict[tuple[int, int], str]:
-        """Each map index's trigger log per triggerer job id (each triggerer that ran it writes one)."""
-        found = {}
-        pattern = f"run_id=*/task_id={task_id}/map_index=*/*.trigger.*.log"
-        for path in (self.home / "logs" / f"dag_id={DAG_ID}").glob(pattern):
-            map_index = int(path.parent.name.removeprefix("map_index="))
-            found[(map_index, int(path.name.rsplit(".", 2)[-2]))] = path.read_text(errors="replace")
-        return found
-
-
 @pytest.fixture
-def postgres() -> Iterator[PostgresCluster]:
+def stack(tmp_path: Path, emulator: ImportExportEmulator) -> Iterator[PostgresStack]:
     bin_dir = postgres_bin()
     assert bin_dir is not None
-    cluster = PostgresCluster(bin_dir)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
-
-
-@pytest.fixture
-def stack(tmp_path: Path, emulator: ImportExportEmulator, postgres: PostgresCluster) -> Iterator[PostgresStack]:
-    dags = tmp_path / "dags"
-    dags.mkdir()
-    shutil.copy(DAG_FILE, dags)
-    home = tmp_path / "airflow-home"
-    home.mkdir()
-    connection = {
-        "conn_type": "aws",
-        "login": DEFAULT_ACCESS_KEY,
-        "password": DEFAULT_SECRET_KEY,
-        "extra": {"endpoint_url": emulator.endpoint_url, "region_name": "us-east-1"},
+    env = {
+        "AIRFLOW_CONN_AWS_DEFAULT": connection_json(emulator.endpoint_url),
+        "IMPORTEXPORT_MAPPED_POLL_SECONDS": str(POLL_SECONDS),
+        "AIRFLOW__CORE__PARALLELISM": "6",
+        "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": str(TAKEOVER_AFTER),
+        "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
     }
-    airflow = PostgresStack(
-        home,
-        dags,
-        {
-            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection),
-            "IMPORTEXPORT_MAPPED_POLL_SECONDS": str(POLL_SECONDS),
-            "AIRFLOW__CORE__PARALLELISM": "6",
-            "AIRFLOW__TRIGGERER__TRIGGERER_HEALTH_CHECK_THRESHOLD": str(TAKEOVER_AFTER),
-            "AIRFLOW__TRIGGERER__JOB_HEARTBEAT_SEC": "1",
-        },
-        postgres,
-    )
-    try:
-        airflow.start()
-        yield airflow
-    finally:
-        airflow.stop()
+    with PostgresCluster(bin_dir) as db:
+        airflow = PostgresStack.in_folder(tmp_path, [DAG_FILE], db, env)
+        try:
+            airflow.start()
+            airflow.start_triggerer("triggerer-1", capacity=FIRST_CAPACITY)
+            airflow.start_triggerer("triggerer-2", capacity=WAITS)
+            yield airflow
+        finally:
+            airflow.stop()
 
 
 @dataclass(frozen=True)
@@ -187,14 +97,18 @@ def polls(emulator: ImportExportEmulator, job_id: str) -> list[float]:
 def all_polling(
     stack: PostgresStack, emulator: ImportExportEmulator, jobs: list[str], in_triggerer: set[int], since: float = 0.0
 ) -> dict[int, Placement] | None:
-    """Every wait deferred with its trigger in one of ``in_triggerer`` and polled since ``since``; else None."""
+    """Every wait deferred with its trigger in one of ``in_triggerer``, polled since ``since`` and its
+    progress line (naming the job) in that triggerer's log for it; else None."""
     found = placements(stack)
     if len(found) != len(jobs):
         return None
+    logs = stack.mapped_trigger_logs(DAG_ID, "wait")
     for index, placement in found.items():
         if placement.state != "deferred" or placement.triggerer_id not in in_triggerer:
             return None
         if not any(at > since for at in polls(emulator, jobs[index])):
+            return None
+        if jobs[index] not in logs.get((index, placement.triggerer_id), ""):
             return None
     return found
 
@@ -261,12 +175,12 @@ def test_killed_triggerers_waits_move_to_the_other_and_each_ends_once(
     )
     assert dict(pushes) == dict.fromkeys(range(WAITS), 1)
 
-    logs = stack.mapped_trigger_logs("wait")
+    logs = stack.mapped_trigger_logs(DAG_ID, "wait")
     for index, placement in before.items():
         fired = {triggerer: fired_events(text) for (i, triggerer), text in logs.items() if i == index}
         assert fired.get(second) == 1 and sum(fired.values()) == 1, f"wait {index} fired {fired}"
         if placement.triggerer_id == first:
-            assert "Waiting for" in logs.get((index, first), ""), f"wait {index} never polled in the first triggerer"
+            assert jobs[index] in logs.get((index, first), ""), f"wait {index} never polled in the first triggerer"
 
     # One poller per job, before the kill and after it: a second one would double the count.
     for job in jobs:
