@@ -228,26 +228,32 @@ class ImportExportBackend:
 
     def advance_all(self) -> None:
         """Apply the time profile to every job (an admin look at all of them)."""
-        for job in self.registry_snapshot():
-            self._settle(job)
-            with self._lock:
-                if self.registry.get(job.job_id) is job:
-                    self._purge_if_due(job)
+        for job in self._held():
+            self._refresh(job)
 
-    def registry_snapshot(self) -> list[Job]:
+    def _refresh(self, job: Job) -> Job | None:
+        """The job with the time profile applied; None once it is purged."""
+        self._settle(job)
+        with self._lock:
+            if self.registry.get(job.job_id) is not job or self._purge_if_due(job):
+                return None
+            return job
+
+    def _held(self) -> list[Job]:
+        """Every job held now (a copy of the list: walking it takes no lock)."""
         with self._lock:
             return self.registry.all()
 
     def job(self, job_id: str) -> Job | None:
         """One job, with the time profile applied."""
-        self.advance_all()
         with self._lock:
-            return self.registry.get(job_id)
+            job = self.registry.get(job_id)
+        return None if job is None else self._refresh(job)
 
     def all_jobs(self) -> list[Job]:
         """Every job, with the time profile applied."""
         self.advance_all()
-        return self.registry_snapshot()
+        return self._held()
 
     def advance_clock(self, offset: dt.timedelta) -> dt.datetime:
         """Run the emulator's clock ``offset`` ahead of the real one and apply it to every job; the new now."""
@@ -284,11 +290,10 @@ class ImportExportBackend:
             job = self.registry.get(key)
             if job is None or job.account_id != account.account_id:
                 raise self._missing(key, job_id)
-        self._settle(job)
-        with self._lock:
-            if self.registry.get(key) is not job or self._purge_if_due(job):
+        if self._refresh(job) is None:
+            with self._lock:
                 raise self._missing(key, job_id)
-            return job
+        return job
 
     def _missing(self, key: str, job_id: str) -> exc.ImportExportError:
         if self.registry.get(key) is None and self.registry.was_purged(key):
