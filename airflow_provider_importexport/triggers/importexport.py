@@ -59,7 +59,24 @@ def _connect(trigger: ImportExportJobTrigger) -> tuple[ImportExportHook, int]:
     exist), and the client's connection pool size."""
     hook = trigger.hook()
     hook.require_connection()
+    _load_client_data()
     return hook, hook.config.max_pool_connections or DEFAULT_POOL_CONNECTIONS
+
+
+def _load_client_data() -> None:
+    """Parse the JSON botocore reads to create a client (endpoints.json alone is about a megabyte)
+    into the loader the Amazon provider's async sessions share, here in the worker thread, so the
+    client's creation, which runs on the event loop, finds it parsed (about 40 ms less on the loop).
+    Nothing happens if that loader is not where it was."""
+    from airflow.providers.amazon.aws.hooks import base_aws
+
+    loader = getattr(base_aws, "_loader", None)
+    if loader is None:
+        return
+    for name in ("endpoints", "partitions", "sdk-default-configuration", "_retry"):
+        loader.load_data(name)
+    for type_name in ("service-2", "endpoint-rule-set-1"):
+        loader.load_service_model("importexport", type_name)
 
 
 class _Wait:
