@@ -82,6 +82,7 @@ class AsgiFront:
         answer = await asyncio.get_running_loop().run_in_executor(self.pool, _call, self.app, environ)
         if answer is None:
             scope["extensions"][_ABORT]()
+            await asyncio.sleep(0)  # uvicorn sees the connection lost (else it logs a missing answer)
             return
         status, headers, data = answer
         await send({"type": "http.response.start", "status": status, "headers": headers})
