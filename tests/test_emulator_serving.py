@@ -59,7 +59,9 @@ def test_a_second_request_is_served_on_the_same_connection(emulator: ImportExpor
         connection.close()
 
 
-def test_a_dropped_answer_closes_only_that_connection(emulator: ImportExportEmulator) -> None:
+def test_a_dropped_answer_closes_only_that_connection(
+    emulator: ImportExportEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
     emulator.admin.queue_faults("drop@GetStatus")
     connection = http.client.HTTPConnection(emulator.endpoint_url.removeprefix("http://"), timeout=30)
     body, headers = signed_get_status(emulator.endpoint_url, "ABCDE")
@@ -71,6 +73,7 @@ def test_a_dropped_answer_closes_only_that_connection(emulator: ImportExportEmul
     with pytest.raises(client.exceptions.InvalidJobIdException):
         client.get_status(JobId="ABCDE")
     assert [r["answered"] for r in emulator.admin.requests(action="GetStatus")] == [False, True]
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("uvicorn")] == []  # a drop on purpose
 
 
 def test_large_s3_bodies_stream_both_ways(emulator: ImportExportEmulator, s3: Any, bucket: str) -> None:
