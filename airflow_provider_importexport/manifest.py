@@ -908,6 +908,19 @@ def detect_kind(data: dict[str, Any], job_type: str | None = None) -> type[Manif
     return S3ImportManifest
 
 
+def _evident_kind(data: dict[str, Any]) -> type[Manifest] | None:
+    """The kind the manifest's own fields show (None when they show none), whatever JobType says.
+
+    A manifest sent with the other JobType is then advised as what it is ("use JobType=Export"),
+    not field by field into the other kind ("fileSystem: remove it", "bucket: required").
+    """
+    if str(data.get("manifestVersion", "")).strip() == "3.0":
+        return detect_kind(data)
+    if "fileSystem" in data or _has_export_ops(data):
+        return S3ExportManifest
+    return S3ImportManifest if "bucket" in data else None
+
+
 def _has_export_ops(data: dict[str, Any]) -> bool:
     ops = data.get("operations")
     return isinstance(ops, list) and any(isinstance(op, dict) and "exportBucket" in op for op in ops)
@@ -1009,7 +1022,9 @@ def _read(source: ManifestLike, job_type: str | None) -> tuple[Manifest, list[Ma
     if not isinstance(data, dict):
         raise _malformed("must be a YAML mapping of 'key: value' lines")
     parser = _Parser()
-    model = parser.section(detect_kind(data, job_type), data, "")
+    evident = _evident_kind(data)
+    kind = evident if evident is not None and evident.job_type != job_type else detect_kind(data, job_type)
+    model = parser.section(kind, data, "")
     if "manifestVersion" not in data:
         parser.problems.insert(
             0, ManifestProblem(MISSING, "manifestVersion", f"required; add manifestVersion: {model.version}")
@@ -1027,13 +1042,15 @@ def _every_problem(
     """
     found = list(read_problems)
     if job_type is not None and model.job_type != job_type:
-        found.append(
+        found.insert(
+            0,
             ManifestProblem(
                 INVALID,
                 "manifest",
                 f"this is a {model.kind_name} manifest but JobType is {job_type}; "
-                f"use JobType={model.job_type} or an {job_type.lower()} manifest",
-            )
+                f"use JobType={model.job_type} (job_type={model.job_type!r} in Airflow) "
+                f"or an {job_type.lower()} manifest",
+            ),
         )
     unreadable = {p.field for p in read_problems}
     seen = set(found)
