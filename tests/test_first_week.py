@@ -101,6 +101,7 @@ ImportExportCreateJobOperator(task_id="create", aws_conn_id="unreachable", manif
     assert raised[-2].startswith("botocore.exceptions.EndpointConnectionError: Could not connect")
     assert raised[-1].startswith("airflow_provider_importexport.exceptions.ServiceUnavailableError: [Service")
     assert f'Could not connect to the endpoint URL: "http://127.0.0.1:{port}/"' in raised[-1]
+    assert "check the AWS connection's endpoint_url" in raised[-1]
 
 
 def test_a_wait_tells_its_story_in_poke_and_reschedule_mode_and_a_timeout_says_what_next(
