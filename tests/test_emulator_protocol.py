@@ -141,7 +141,7 @@ def test_tampered_body_is_rejected(emulator: ImportExportEmulator) -> None:
 def test_skewed_clock_is_rejected(emulator: ImportExportEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     import botocore.auth
 
-    late = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(minutes=20)
+    late = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(minutes=20)
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: late)
     status, body = signed_post(emulator.endpoint_url, {"Action": "ListJobs"})
     assert (status, code_of(body)) == (403, "SignatureDoesNotMatch")
@@ -156,7 +156,7 @@ def test_sigv2_form_signature_is_accepted(emulator: ImportExportEmulator) -> Non
         "AWSAccessKeyId": DEFAULT_ACCESS_KEY,
         "SignatureVersion": "2",
         "SignatureMethod": "HmacSHA256",
-        "Timestamp": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "Timestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     query = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(form.items()))
     digest = hmac.new(DEFAULT_SECRET_KEY.encode(), f"POST\n{host}\n/\n{query}".encode(), hashlib.sha256).digest()

@@ -187,7 +187,7 @@ def test_expired_presigned_urls_are_refused(
 
     import botocore.auth
 
-    hour_ago = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(hours=1)
+    hour_ago = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(hours=1)
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: hour_ago)
     real_time = time.time
     monkeypatch.setattr(botocore.auth.time, "time", lambda: real_time() - 3600)

@@ -141,7 +141,7 @@ def sigv2_params(action: str, **time_field: str) -> dict[str, str]:
 
 
 def iso(offset_seconds: float = 0) -> str:
-    when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=offset_seconds)
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=offset_seconds)
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -255,7 +255,7 @@ def test_presigned_sigv4_get_goes_to_the_api(emulator: ImportExportEmulator) -> 
 def test_presigned_sigv4_expiry(emulator: ImportExportEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
     import botocore.auth
 
-    earlier = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(minutes=10)
+    earlier = dt.datetime.now(dt.UTC).replace(tzinfo=None) - dt.timedelta(minutes=10)
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: earlier)
     expired = send(presign(f"{emulator.endpoint_url}/?Action=ListJobs", expires=60))
     assert (expired.status, expired.code) == (400, "RequestExpired")
