@@ -72,6 +72,16 @@ class _ManifestOperator(AwsBaseOperator[ImportExportHook]):
         register_manifest_secrets(self.manifest)
 
 
+def run_marker(dag_id: str, task_id: str, run_id: str, map_index: int | None) -> str:
+    """The token a create task writes into its job's manifest (``generator``): one per task run.
+
+    The same across retries, different across runs and map indexes; the UI's shipments view
+    computes it too, to find the DAG run behind a job.
+    """
+    identity = f"{dag_id}/{task_id}/{run_id}/{map_index}"
+    return MARKER_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:20]
+
+
 class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
     """Create an AWS Import/Export job (one job = one device) and return its JobId.
 
@@ -149,8 +159,7 @@ class ImportExportCreateJobOperator(ResumableJobMixin, _ManifestOperator):
     def marker(context: Context) -> str:
         """A stable token for this task run (same across retries, different across runs)."""
         ti = context["ti"]
-        identity = f"{ti.dag_id}/{ti.task_id}/{ti.run_id}/{ti.map_index}"
-        return MARKER_PREFIX + hashlib.sha256(identity.encode()).hexdigest()[:20]
+        return run_marker(ti.dag_id, ti.task_id, ti.run_id, ti.map_index)
 
     @staticmethod
     def _generator(model: Manifest, mark: str) -> str:

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from types import SimpleNamespace
-from typing import Any, cast
 
-from airflow_provider_importexport.operators.importexport import ImportExportCreateJobOperator
+from airflow_provider_importexport.operators.importexport import ImportExportCreateJobOperator, run_marker
 from airflow_provider_importexport.plugins.shipments import DagRunRef
 
 #: Task instances of these operators can have created jobs (TaskInstance.operator is the class name).
@@ -26,9 +24,8 @@ MAX_TASK_INSTANCES = 20_000
 
 @functools.lru_cache(maxsize=65_536)
 def marker_of(dag_id: str, task_id: str, run_id: str, map_index: int) -> str:
-    """The create operator's marker for this task instance, computed by the operator itself."""
-    ti = SimpleNamespace(dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=map_index)
-    return ImportExportCreateJobOperator.marker(cast(Any, {"ti": ti}))
+    """The create operator's marker for this task instance, computed by the operator's own function."""
+    return run_marker(dag_id, task_id, run_id, map_index)
 
 
 def find_dag_runs(markers: set[str], since: dt.datetime | None) -> dict[str, DagRunRef]:
