@@ -91,6 +91,7 @@ TARGETS: dict[str, Target] = {
         # no duplicate job: the marker, the state store, adoption, cancel on kill; update and cancel
         functions=(
             "ImportExportCreateJobOperator.*",
+            "run_marker",
             "ImportExportUpdateJobOperator.execute",
             "ImportExportCancelJobOperator.execute",
             "_validated",
