@@ -7,12 +7,7 @@ import json
 import os
 import signal
 import sys
-import tempfile
 from typing import Any
-
-# The emulator reads no Airflow configuration, but the provider's exceptions import Airflow,
-# which writes a default airflow.cfg into AIRFLOW_HOME: keep that out of the user's ~/airflow.
-os.environ.setdefault("AIRFLOW_HOME", os.path.join(tempfile.gettempdir(), "importexport-emulator-airflow"))
 
 try:
     from airflow_provider_importexport.emulator.auth import DEFAULT_ACCOUNT, Account
@@ -21,7 +16,7 @@ try:
     from airflow_provider_importexport.emulator.lifecycle import PROFILES, LifecycleProfile
     from airflow_provider_importexport.emulator.server import EmulatorServer, EmulatorSettings
     from airflow_provider_importexport.emulator.state import CancelRule
-except ModuleNotFoundError as missing:  # moto, werkzeug, fpdf2 come with the [emulator] extra
+except ModuleNotFoundError as missing:  # moto, werkzeug, fpdf2, uvicorn, httptools, a2wsgi: the [emulator] extra
     module = (missing.name or "airflow_provider_importexport").partition(".")[0]
     if module == "airflow_provider_importexport":
         raise
