@@ -9,7 +9,8 @@ one line in this form (medians), for scripts to read:
     emulator_getstatus_per_s=<x> listjobs_ms_1k=<x> listjobs_ms_100k=<x>
 
 (on one line). A figure a script did not print, or a script that failed, reads ``nan``.
-Usage: ``.venv/bin/python scripts/bench.py [--quick]`` (``--quick``: a smoke run of each).
+Usage: ``.venv/bin/python scripts/bench.py [--quick] [--gc freeze,threshold]`` (``--quick``: a smoke
+run of each; ``--gc``: also measure an operator's GC settings at the largest N).
 """
 
 from __future__ import annotations
@@ -134,6 +135,7 @@ def summary(figures: dict[str, float]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run of each benchmark")
+    parser.add_argument("--gc", default="", help="also run bench_triggers' GC cases, e.g. freeze,threshold")
     args = parser.parse_args()
     figures: dict[str, float] = {}
     failed = []
@@ -142,6 +144,8 @@ def main() -> int:
             print(f"{script} is missing: its figures read nan", flush=True)
             continue
         options = ["--quick"] if args.quick and supports(script, "--quick") else []
+        if args.gc and script == "bench_triggers.py":
+            options += ["--gc", args.gc]
         status, found = run(script, *options)
         if status:
             failed.append(script)

@@ -7,7 +7,8 @@ ImportExportJobSensor over them (tests/dags/importexport_mapped_waits.py). Once 
 deferred and has polled, it watches a window and reports: the triggerer's RSS (the supervisor and
 its trigger runner, sampled every 2 s), GetStatus calls per second, and every "async thread was
 blocked" warning in the triggerer's log, split into those while triggers were still arriving and
-those after. Run by ``scripts/bench_triggers.py --real-triggerer [--real-waits N]``.
+those after, each with the machine's load average then (on a busy machine the OS stops a loop
+too). Run by ``scripts/bench_triggers.py --real-triggerer [--real-waits N]``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class RssSampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid = pid
         self.samples: list[tuple[float, float, float]] = []  # (time, total MiB, largest process MiB)
+        self.loads: list[tuple[float, float]] = []  # (time, the machine's 1-minute load average)
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -49,6 +51,11 @@ class RssSampler(threading.Thread):
             except psutil.Error:
                 continue
             self.samples.append((time.time(), sum(sizes), max(sizes)))
+            self.loads.append((time.time(), os.getloadavg()[0]))
+
+    def load_at(self, when: float) -> float:
+        """The machine's load average nearest a moment: a busy machine also stops the loop."""
+        return min(self.loads, key=lambda sample: abs(sample[0] - when))[1] if self.loads else float("nan")
 
     def peak(self, since: float = 0.0) -> tuple[float, float]:
         window = [(total, largest) for at, total, largest in self.samples if at >= since]
@@ -142,6 +149,8 @@ def measure(stack: Any, admin: Any, jobs: list[str], window: float) -> dict[str,
         "blocked_while_loading": sum(1 for at, _ in blocked if at < loaded),
         "blocked_after": sum(1 for at, _ in blocked if at >= loaded),
         "blocked_max_s": max((seconds for _, seconds in blocked), default=0.0),
+        "blocked": [(round(at - started), seconds, round(sampler.load_at(at), 1)) for at, seconds in blocked],
+        "load_average": round(sum(load for _, load in sampler.loads) / max(len(sampler.loads), 1), 1),
     }
 
 
