@@ -163,7 +163,7 @@ class Probe:
             await asyncio.sleep(0.1)
             wall, cpu = time.perf_counter() - before, time.thread_time() - cpu_before
             self.lags.append(max(0.0, wall - 0.1))
-            self.cpu_lags.append(max(0.0, min(wall, cpu) - 0.1))
+            self.cpu_lags.append(max(0.0, min(wall - 0.1, cpu)))  # the part of the lag it was running
 
 
 def tune_gc(mode: str) -> None:
