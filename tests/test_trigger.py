@@ -139,7 +139,7 @@ async def test_persistent_faults_are_bounded(emulator: ImportExportEmulator, job
 
 
 async def test_deadline_fails_never_succeeds(job_id: str) -> None:
-    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=0.5)).isoformat()
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=0.5)).isoformat()
     event = await first_event(trigger(job_id, deadline=soon, waiter_delay=5))
     assert event["status"] == "timeout"
     assert "deadline" in event["message"]
