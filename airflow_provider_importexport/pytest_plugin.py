@@ -127,6 +127,9 @@ class LifecycleDriver(threading.Thread):
         self.done: list[str] = []
         self.error: BaseException | None = None
         self._halt = threading.Event()
+        # Taken here, in the caller's thread, before the block runs: under load the thread may
+        # start only after the DAG (or the test) created the job it is meant to drive.
+        self._existing = {job["JobId"] for job in admin.jobs()} if job is None else set()
 
     def stop(self) -> None:
         self._halt.set()
@@ -159,10 +162,9 @@ class LifecycleDriver(threading.Thread):
 
     def _wait_for_job(self) -> int:
         """The chosen job's status reads once it exists (the DAG under test may create it)."""
-        existing = {job["JobId"] for job in self.admin.jobs()} if self.job is None else set()
         while not self._halt.is_set():
             for job in reversed(self.admin.jobs()):  # newest first
-                if self._chosen(job, existing):
+                if self._chosen(job, self._existing):
                     self.job_id = str(job["JobId"])
                     return int(job.get("StatusReads", 0))
             self._halt.wait(min(self.every, 0.1))

@@ -8,6 +8,7 @@ import datetime as dt
 import http.client
 import io
 import json
+import logging
 import os
 import signal
 from pathlib import Path
@@ -73,7 +74,10 @@ def test_a_dropped_answer_closes_only_that_connection(
     with pytest.raises(client.exceptions.InvalidJobIdException):
         client.get_status(JobId="ABCDE")
     assert [r["answered"] for r in emulator.admin.requests(action="GetStatus")] == [False, True]
-    assert [r.getMessage() for r in caplog.records if r.name.startswith("uvicorn")] == []  # a drop on purpose
+    # a drop on purpose is no error (access lines, when uvicorn.access propagates, are fine)
+    assert [
+        r.getMessage() for r in caplog.records if r.name.startswith("uvicorn") and r.levelno >= logging.WARNING
+    ] == []
 
 
 def test_large_s3_bodies_stream_both_ways(emulator: ImportExportEmulator, s3: Any, bucket: str) -> None:

@@ -140,7 +140,8 @@ def service_error(error: BaseException, job_id: str | None = None) -> exc.Import
         return exc.ServiceUnavailableError(f"the service sent an answer that is not its XML: {error}", job_id=job_id)
     if isinstance(error, NOT_SENT_ERRORS):
         return exc.ServiceUnavailableError(
-            f"{error}; check the AWS connection's endpoint_url (extra) and that the service is reachable from here",
+            f"{type(error).__name__}: {error}; check the AWS connection's endpoint_url (extra) "
+            "and that the service is reachable from here",
             job_id=job_id,
         )
     return exc.ServiceUnavailableError(f"{type(error).__name__}: {error}", job_id=job_id)
