@@ -72,10 +72,10 @@ def percentile(values: list[float], share: float) -> float:
 # --- the worker: one case in a fresh process ----------------------------------------------------
 
 
-def worker_environment(endpoint: str) -> None:
+def worker_environment(endpoint: str, home: str) -> None:
     os.environ.update(
         fake_aws_environment(
-            AIRFLOW_HOME=tempfile.mkdtemp(prefix="bench-triggers-"),
+            AIRFLOW_HOME=home,
             AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",  # as a triggerer logs; the driver discards it
             AIRFLOW_CONN_AWS_DEFAULT=json.dumps(
                 {"conn_type": "aws", "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"}}
@@ -280,10 +280,11 @@ class Case:
 
 
 def worker(args: argparse.Namespace) -> int:
-    worker_environment(args.endpoint)
-    jobs = json.loads(Path(args.jobs_file).read_text())
-    case = Case(args, jobs[: args.n], warm_job=jobs[-1])
-    print(json.dumps(asyncio.run(case.run())), flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-triggers-") as home:
+        worker_environment(args.endpoint, home)
+        jobs = json.loads(Path(args.jobs_file).read_text())
+        case = Case(args, jobs[: args.n], warm_job=jobs[-1])
+        print(json.dumps(asyncio.run(case.run())), flush=True)
     return 0
 
 
