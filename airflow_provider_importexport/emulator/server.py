@@ -212,10 +212,16 @@ class EmulatorApp:
         if bucket:
             self._check_bucket_owner(bucket, key, environ, account)
         environ["HTTP_X_MOTO_ACCOUNT_ID"] = account.account_id
-        answer = self.s3_app(environ, start_response)
-        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
-            self.backend.s3_changed()  # moto has done the write; the state file's next record carries it
-        return answer
+        if environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            return self.s3_app(environ, start_response)
+
+        def answered(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            # moto has done the write when it starts its answer. Mark it before the answer can
+            # reach the client: a CreateJob the client sends next must carry this object along.
+            self.backend.s3_changed()
+            return start_response(status, headers, exc_info)
+
+        return self.s3_app(environ, answered)
 
     @staticmethod
     def _check_bucket_owner(bucket: str, key: str, environ: dict[str, Any], account: Account) -> None:
