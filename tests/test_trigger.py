@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
+import random
+import time
 from typing import Any
 
 import pytest
@@ -245,3 +248,74 @@ async def test_the_trigger_registers_the_manifests_secrets_with_the_masker(
     event = await first_event(trigger(job_id, wait_for="completion"))
     assert event["status"] == "failure"
     assert pin not in str(redact({"manifest": f"pinCode: {pin}"}))
+
+
+def _get_status_times(emulator: ImportExportEmulator, job_id: str) -> list[float]:
+    """When the emulator answered each GetStatus of this job, failed ones included (its own records)."""
+    return [r["at"] for r in emulator.admin.requests(action="GetStatus", job_id=job_id)]
+
+
+class _JitterAt(random.Random):
+    """Every jitter draw at one end of its range, so a backoff's bounds can be seen exactly."""
+
+    def __init__(self, end: float) -> None:
+        super().__init__()
+        self.end = end
+
+    def random(self) -> float:
+        return self.end
+
+
+@pytest.mark.parametrize(("jitter_end", "factor"), [(0.0, 0.5), (0.999999, 1.0)], ids=["low", "high"])
+async def test_backoff_doubles_after_each_failed_poll(
+    emulator: ImportExportEmulator, job_id: str, monkeypatch: pytest.MonkeyPatch, jitter_end: float, factor: float
+) -> None:
+    """A throttled service gets room: after the k-th failure in a row the next try is 2**k x 0.5-1 s away."""
+    monkeypatch.setattr(triggers_module, "random", _JitterAt(jitter_end))
+    gaps = await _gaps_after_throttles(emulator, job_id, 3, waiter_delay=60)
+    for failures, gap in enumerate(gaps, start=1):
+        assert factor * 2**failures - 0.05 <= gap <= factor * 2**failures + 0.5, (failures, gaps)
+
+
+async def test_a_tiny_interval_still_backs_off_half_a_second_to_a_second(
+    emulator: ImportExportEmulator, job_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test-sized waiter_delay must not turn a throttled service into a tight retry loop: the backoff is
+    min(2**k, max(interval, 1 s)) x 0.5-1."""
+    monkeypatch.setattr(triggers_module, "random", _JitterAt(0.999999))
+    gaps = await _gaps_after_throttles(emulator, job_id, 3, waiter_delay=0.05)
+    assert all(0.95 <= gap <= 1.5 for gap in gaps), gaps
+
+
+async def _gaps_after_throttles(
+    emulator: ImportExportEmulator, job_id: str, failures: int, **kwargs: Any
+) -> list[float]:
+    """Seconds between the GetStatus tries of a finished job's wait whose first ``failures`` polls are
+    throttled, from the emulator's records; the wait must then succeed with no extra try."""
+    finish(emulator, job_id, "Complete")
+    emulator.admin.request("DELETE", "requests")
+    emulator.admin.queue_faults(*["throttle@GetStatus"] * failures)
+    event = await first_event(trigger(job_id, **kwargs), timeout=60)
+    assert event["status"] == "success"
+    times = _get_status_times(emulator, job_id)
+    assert len(times) == failures + 1  # the throttled tries and one answered: none extra, none skipped
+    return [later - earlier for earlier, later in itertools.pairwise(times)]
+
+
+async def test_a_deadline_ends_the_wait_at_it_neither_before_nor_in_a_burst_after(
+    emulator: ImportExportEmulator, job_id: str
+) -> None:
+    """Polls keep their interval up to the deadline; the timeout comes at it, not early, and no flurry of
+    GetStatus calls follows."""
+    emulator.admin.request("DELETE", "requests")
+    deadline = time.time() + 2.5
+    event = await first_event(
+        trigger(job_id, waiter_delay=0.1, deadline=dt.datetime.fromtimestamp(deadline, dt.UTC).isoformat())
+    )
+    ended = time.time()
+    assert event["status"] == "timeout"
+    assert ended >= deadline  # never before the promised time
+    times = _get_status_times(emulator, job_id)
+    assert sum(t > deadline for t in times) <= 1  # at most the poll due at the deadline itself
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert len(times) >= 5 and max(gaps) <= 0.1 + 0.5, gaps  # the interval was kept (slack for a busy machine)
