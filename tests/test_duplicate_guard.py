@@ -17,7 +17,7 @@ import pytest
 
 from airflow_provider_importexport.emulator import ImportExportEmulator
 from airflow_provider_importexport.hooks.importexport import ImportExportHook
-from tests.helpers import import_manifest
+from tests.helpers import export_manifest, import_manifest
 from tests.test_operators import dag_source
 
 MARKER = re.compile(r"airflow-importexport:[0-9a-f]{20}")
@@ -205,3 +205,61 @@ def test_the_scan_reaches_back_to_the_runs_start_however_many_jobs_came_since(
     assert len(carried_out(emulator, "CreateJob")) == others + 1
     (marker,) = jobs_by_marker(emulator)
     assert [j["JobId"] for j in jobs_by_marker(emulator)[marker]] == [first]
+
+
+def test_the_run_marker_is_stable_across_releases() -> None:
+    """A retry may run after the provider was upgraded mid-run; it must still compute the marker its
+    first attempt wrote, so the marker's recipe is pinned (the UI's shipments view reads it too)."""
+    from airflow_provider_importexport.operators.importexport import run_marker
+
+    assert run_marker("nightly", "create", "scheduled__2026-01-01T00:00:00+00:00", None) == (
+        "airflow-importexport:1febd32e28af3cfbf8c8"
+    )
+    assert run_marker("nightly", "create", "manual__1", 0) != run_marker("nightly", "create", "manual__1", 1)
+
+
+CROWDED_RETRY = '''
+from airflow_provider_importexport.emulator.client import EmulatorAdmin
+
+
+class Crowded(ImportExportCreateJobOperator):
+    """Before attempt 2 looks for its job, the account gets newer jobs it must walk past."""
+
+    def execute(self, context):
+        if context["ti"].try_number == 2:
+            canceled = self.hook.create_job("Import", $other)["JobId"]
+            self.hook.cancel_job(canceled)
+            self.hook.create_job("Export", $export)
+            expired = self.hook.create_job("Import", $other)["JobId"]
+            EmulatorAdmin(self.hook.conn_config.endpoint_url).act(expired, "expire")
+        return super().execute(context)
+
+
+Crowded(task_id="create", manifest=$manifest, retries=1, retry_delay=datetime.timedelta(seconds=0))
+'''
+
+
+@pytest.mark.importexport_emulator(ended_job_status="error")
+def test_the_scan_walks_past_newer_canceled_other_type_and_expired_jobs(
+    run_dag: Any, emulator: ImportExportEmulator, bucket: str
+) -> None:
+    """Attempt 1's answer is lost; by the retry, the account has a newer canceled job, an Export job and
+    an expired job (GetStatus refuses it with ExpiredJobIdException, as the service's model says). The
+    scan must skip each (the first two without reading their status) and still adopt attempt 1's job."""
+    emulator.admin.queue_faults("drop_after@CreateJob")
+    result = run_dag(
+        dag_source(CROWDED_RETRY),
+        manifest=repr(import_manifest(bucket).to_yaml()),
+        other=repr(import_manifest(bucket, device_id="someone-else").to_yaml()),
+        export=repr(export_manifest(bucket, bucket).to_yaml()),
+    )
+
+    assert result.state("create") == "success"
+    assert result.ti("create").try_number == 2
+    first, canceled, export, expired = (r["job_id"] for r in carried_out(emulator, "CreateJob"))
+    assert result.xcom("create") == first
+    (marker,) = jobs_by_marker(emulator)
+    assert [j["JobId"] for j in jobs_by_marker(emulator)[marker]] == [first]
+    reads = Counter(r["job_id"] for r in emulator.admin.requests(action="GetStatus"))
+    assert (reads[canceled], reads[export], reads[expired]) == (0, 0, 1)
+    assert reads[first] >= 1
