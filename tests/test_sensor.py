@@ -149,19 +149,25 @@ def assert_asset_event(uri: str, job_id: str) -> None:
 
 @pytest.mark.parametrize("mode", ["poke", "reschedule"])
 def test_sync_modes(run_dag: Any, emulator: ImportExportEmulator, bucket: str, mode: str) -> None:
-    emulator.admin.set_profile("fast")
+    """The sensor keeps poking while the job moves, and ends only on the state it waits for."""
+    from airflow_provider_importexport.pytest_plugin import drive_lifecycle
+
     job_id = hook().create_job("Import", import_manifest(bucket))["JobId"]
-    result = run_dag(
-        dag_source("""
+    # each step only after the sensor read the job again: it must see every state on the way
+    with drive_lifecycle(emulator.admin, job_id, steps=("receive", "process", "return"), every=0.2) as driver:
+        result = run_dag(
+            dag_source("""
 ImportExportJobSensor(task_id="wait", job_id="$job_id", wait_for="return", mode="$mode", deferrable=False,
                       waiter_delay=0.5, on_success_with_errors="succeed")
 """),
-        job_id=job_id,
-        mode=mode,
-    )
+            job_id=job_id,
+            mode=mode,
+        )
     # no device folder for this job: the transfer aborts with MissingDevice, and waiting for
-    # the return ends with that failure once the device is back
+    # the return ends with that failure once the device is back, not before
+    assert driver.done == ["receive", "process", "return"]
     assert result.state("wait") == "failed"
+    assert len(emulator.admin.requests(action="GetStatus", job_id=job_id)) >= 4
 
 
 def test_poke_mode_success(run_dag: Any, emulator: ImportExportEmulator, bucket: str) -> None:
