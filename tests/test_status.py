@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from airflow_provider_importexport.status import (
     PROCESSING_FAILURES,
     PROGRESS,
@@ -79,3 +81,13 @@ def test_a_return_wait_keeps_waiting_for_a_failed_device_still_at_aws() -> None:
     status = {"JobId": "ABCDE", "LocationCode": "AtAWS", "ProgressCode": "DeviceError"}
     assert evaluate_wait(status, "return").state == "waiting"
     assert evaluate_wait({**status, "LocationCode": "Returned"}, "return").state == "failure"
+
+
+def test_the_status_table_cannot_be_changed_by_one_of_its_readers() -> None:
+    """The table is the one source of truth for operators, sensor, trigger and the emulator, often in one
+    process (a triggerer, a test run): an entry one of them changed would change it for all."""
+    import dataclasses
+
+    info = progress_info("MissingDevice")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.outcome = progress_info("Complete").outcome  # type: ignore[misc]
