@@ -129,7 +129,11 @@ TARGETS: dict[str, Target] = {
         functions=("ImportExportJobTrigger.*", "AsyncClientPool.*", "SharedConnection.*"),
         sample=SAMPLE_DEFAULT,
     ),
-    "sensors": Target(f"{PACKAGE}/sensors/importexport.py", ("tests/test_sensor.py",), sample=SAMPLE_DEFAULT),
+    "sensors": Target(
+        f"{PACKAGE}/sensors/importexport.py",
+        ("tests/test_sensor_defaults.py", "tests/test_sensor.py", "tests/test_first_week.py"),
+        sample=SAMPLE_DEFAULT,
+    ),
     "manifest": Target(
         f"{PACKAGE}/manifest.py",
         _MANIFEST_TESTS,

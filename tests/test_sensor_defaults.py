@@ -72,6 +72,7 @@ def test_the_tasks_own_interval_beats_default_args() -> None:
 
 def test_timeout_or_attempts_not_both() -> None:
     assert sensor(waiter_delay=30, waiter_max_attempts=4).timeout == 120
+    assert sensor(waiter_delay=30, waiter_max_attempts=1).timeout == 30  # one check is a valid wait
     with pytest.raises(ValueError, match=r"timeout=60 and waiter_max_attempts=4 both set how long"):
         sensor(waiter_delay=30, waiter_max_attempts=4, timeout=60)
     with pytest.raises(ValueError, match=r"waiter_max_attempts=0 is not valid: give a whole number, 1 or more"):

@@ -319,3 +319,24 @@ async def test_a_deadline_ends_the_wait_at_it_neither_before_nor_in_a_burst_afte
     assert sum(t > deadline for t in times) <= 1  # at most the poll due at the deadline itself
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert len(times) >= 5 and max(gaps) <= 0.1 + 0.5, gaps  # the interval was kept (slack for a busy machine)
+
+
+async def test_a_new_wait_polls_promptly_while_another_waits_out_a_long_interval(
+    emulator: ImportExportEmulator, job_id: str, hook: ImportExportHook, bucket: str
+) -> None:
+    """Waits share one schedule: one that joins with an earlier poll than the one the timer is set for
+    must re-arm it, not wait out the other wait's interval."""
+    emulator.admin.request("DELETE", "requests")
+    slow = asyncio.ensure_future(first_event(trigger(job_id, waiter_delay=120), timeout=150))
+    for _ in range(200):  # until the slow wait has polled once: the timer now points two minutes out
+        if _get_status_times(emulator, job_id):
+            break
+        await asyncio.sleep(0.05)
+    other = hook.create_job("Import", import_manifest(bucket, device_id="prompt"))["JobId"]
+    finish(emulator, other, "Complete")
+    started = time.monotonic()
+    event = await first_event(trigger(other), timeout=20)
+    assert event["status"] == "success"
+    assert time.monotonic() - started < 10  # first poll due within 0.2 s; a stuck timer would take ~2 min
+    slow.cancel()
+    await asyncio.gather(slow, return_exceptions=True)
