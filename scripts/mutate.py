@@ -80,7 +80,12 @@ _EMULATOR_TESTS = (
     "tests/test_emulator_security.py",
     "tests/test_auth_edges.py",
 )
-_MANIFEST_TESTS = ("tests/test_manifest.py", "tests/test_manifest_hostile.py", "tests/test_manifest_masking_edges.py")
+_MANIFEST_TESTS = (
+    "tests/test_manifest.py",
+    "tests/test_manifest_hostile.py",
+    "tests/test_manifest_masking_edges.py",
+    "tests/test_manifest_kinds.py",
+)
 
 # The scope (docs/mutation.md): the functions that implement the README's guarantees, and a
 # deterministic sample of their mutants sized so that every module fits about 40 minutes.

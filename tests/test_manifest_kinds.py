@@ -42,3 +42,10 @@ def test_the_emulator_answers_the_same_advice(client: Any) -> None:
     with pytest.raises(client.exceptions.InvalidManifestFieldException) as raised:
         client.create_job(JobType="Import", Manifest=export_manifest("data", "logs").to_yaml(), ValidateOnly=True)
     assert "use JobType=Export" in str(raised.value)
+
+
+def test_the_kind_comes_first_even_before_a_field_that_could_not_be_read() -> None:
+    text = export_manifest("data", "logs").to_yaml().replace("deviceId: disk-002", "deviceId: [1, 2]\nlogPrefix: [a]")
+    problems = _problems(text, "Import")
+    assert [p.field for p in problems[:3]] == ["manifest", "deviceId", "logPrefix"]
+    assert "JobType is Import" in problems[0].message

@@ -8,6 +8,7 @@ from airflow_provider_importexport.manifest import (
     _read_yaml,
     _redact_by_rendering,
     redact_manifest_text,
+    secret_values_in_data,
     secret_values_in_text,
 )
 
@@ -34,3 +35,18 @@ def test_the_rendering_fallback_keeps_block_style_and_every_value() -> None:
     assert rendered == (
         "manifestVersion: 2.0\ndeviceId: ABC123\npinCode: '***'\ntrueCryptPassword: '***'\ngenerator: x\n"
     )
+
+
+def test_a_comment_on_the_first_line_that_copies_a_secret_is_masked() -> None:
+    text = "# pin for this disk: 80417-first-line\nmanifestVersion: 2.0\ndeviceId: ABC123\npinCode: 80417-first-line\n"
+    redacted = redact_manifest_text(text)
+    assert "80417-first-line" not in redacted
+    assert redacted.startswith("# pin for this disk: ***")
+
+
+def test_secrets_are_found_after_a_part_the_data_uses_twice() -> None:
+    """DAG code often reuses one dict (the same address for two fields): the walk skips the second
+    visit, and must go on to the fields after it."""
+    address = {"name": "Jane Doe", "city": "Seattle"}
+    data = {"returnAddress": address, "notificationAddress": address, "pinCode": "5521-after-shared"}
+    assert secret_values_in_data(data) == ["5521-after-shared"]
