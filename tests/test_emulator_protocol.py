@@ -267,3 +267,12 @@ def test_bad_account_option_is_explained() -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "ACCESS_KEY:SECRET_KEY[:ACCOUNT_ID]" in result.stderr
+
+
+def test_update_and_cancel_answer_success_true(client: Any, bucket: str) -> None:
+    """The model's only sign that UpdateJob and CancelJob did their work; SDK users check it."""
+    manifest = import_manifest(bucket).to_yaml()
+    job_id = client.create_job(JobType="Import", Manifest=manifest, ValidateOnly=False)["JobId"]
+    updated = client.update_job(JobId=job_id, JobType="Import", Manifest=manifest, ValidateOnly=False)
+    assert updated["Success"] is True
+    assert client.cancel_job(JobId=job_id)["Success"] is True
