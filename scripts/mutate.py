@@ -225,7 +225,7 @@ TARGETS: dict[str, Target] = {
     # backend.py was split (#13): the state machine, the quota and the state file are their own modules.
     "lifecycle": Target(
         f"{PACKAGE}/emulator/lifecycle.py",
-        _EMULATOR_TESTS,
+        (*_EMULATOR_TESTS, "tests/test_first_week_kit.py"),  # the kit's test reads the admin's advice
         functions=(
             "Lifecycle.step",
             "Lifecycle._process",

@@ -386,3 +386,56 @@ def test_restart_with_state_file_keeps_jobs(tmp_path: Path) -> None:
         listed = {j["JobId"]: j["IsCanceled"] for j in client.list_jobs()["Jobs"]}
         assert listed == {job_id: False, canceled: True}
         assert [j["JobId"] for j in client.list_jobs()["Jobs"]] == [canceled, job_id]
+
+
+def test_a_received_job_cannot_expire(emulator: ImportExportEmulator, client: Any, bucket: str) -> None:
+    """Only a job whose device never arrived expires; one at AWS, even still Pending, does not."""
+    from airflow_provider_importexport.emulator.client import AdminError
+
+    job_id = new_job(client, bucket)["JobId"]
+    emulator.admin.act(job_id, "receive")
+    with pytest.raises(AdminError, match="Cannot expire job"):
+        emulator.admin.act(job_id, "expire")
+    assert status(client, job_id) == ("AtAWS", "Pending")
+
+
+@pytest.mark.parametrize("folder", ["none", "removed"])
+def test_a_chosen_outcome_needs_no_device_folder(
+    emulator: ImportExportEmulator, client: Any, bucket: str, tmp_path: Path, folder: str
+) -> None:
+    """admin process outcome=... plays the result without data, also when an attached folder has gone."""
+    job_id = new_job(client, bucket)["JobId"]
+    if folder == "removed":
+        gone = tmp_path / "unplugged"
+        gone.mkdir()
+        emulator.admin.act(job_id, "attach", path=str(gone))
+        gone.rmdir()
+    emulator.admin.act(job_id, "receive")
+    emulator.admin.act(job_id, "process", outcome="Complete")
+    assert status(client, job_id) == ("AtAWS", "Complete")
+
+
+def test_a_transfer_that_fails_unexpectedly_aborts_its_job_alone(
+    emulator: ImportExportEmulator, client: Any, s3: Any, make_bucket: Any, devices: Path
+) -> None:
+    """A bug or an S3 failure mid-transfer must not leave the job InProgress (every later look would fail
+    again): it ends aborted with the reason, and the next job is processed as usual."""
+    doomed_bucket, good_bucket = make_bucket("doomed"), make_bucket("good")
+    doomed = client.create_job(
+        JobType="Import", Manifest=import_manifest(doomed_bucket, device_id="d1").to_yaml(), ValidateOnly=False
+    )
+    write_device(devices / "d1", {"a.txt": b"alpha"}, doomed["SignatureFileContents"])
+    s3.delete_bucket(Bucket=doomed_bucket)  # the import's bucket (and its log's) vanish before the transfer
+    emulator.admin.act(doomed["JobId"], "receive")
+    emulator.admin.act(doomed["JobId"], "process")
+    answer = client.get_status(JobId=doomed["JobId"])
+    assert (answer["LocationCode"], answer["ProgressCode"]) == ("AtAWS", "DeviceError")
+    assert "failed while processing it (NoSuchBucket" in answer["ProgressMessage"]
+
+    fine = client.create_job(
+        JobType="Import", Manifest=import_manifest(good_bucket, device_id="d2").to_yaml(), ValidateOnly=False
+    )
+    write_device(devices / "d2", {"b.txt": b"bravo"}, fine["SignatureFileContents"])
+    emulator.admin.act(fine["JobId"], "receive")
+    emulator.admin.act(fine["JobId"], "process")
+    assert status(client, fine["JobId"]) == ("AtAWS", "Complete")
