@@ -439,3 +439,11 @@ def test_a_transfer_that_fails_unexpectedly_aborts_its_job_alone(
     emulator.admin.act(fine["JobId"], "receive")
     emulator.admin.act(fine["JobId"], "process")
     assert status(client, fine["JobId"]) == ("AtAWS", "Complete")
+
+
+def test_the_default_quota_is_the_services_fifty_a_day(client: Any, bucket: str) -> None:
+    manifest = import_manifest(bucket).to_yaml()
+    for _ in range(50):
+        client.create_job(JobType="Import", Manifest=manifest, ValidateOnly=False)
+    with pytest.raises(client.exceptions.CreateJobQuotaExceededException, match="created 50 jobs today"):
+        client.create_job(JobType="Import", Manifest=manifest, ValidateOnly=False)

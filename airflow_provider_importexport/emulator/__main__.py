@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 try:
+    from airflow_provider_importexport.emulator.admission import DAILY_CREATE_QUOTA
     from airflow_provider_importexport.emulator.auth import DEFAULT_ACCOUNT, Account
     from airflow_provider_importexport.emulator.client import TOKEN_ENV, AdminError, EmulatorAdmin
     from airflow_provider_importexport.emulator.faults import FaultConfig
@@ -53,7 +54,7 @@ def serve_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--devices-dir", help="folder whose sub-folders, named by a manifest's deviceId, are devices")
     parser.add_argument("--state-file", help="JSON file keeping jobs across restarts")
-    parser.add_argument("--daily-create-quota", type=int, default=50)
+    parser.add_argument("--daily-create-quota", type=int, default=DAILY_CREATE_QUOTA)
     parser.add_argument(
         "--ended-job-status",
         default="progress",

@@ -34,6 +34,7 @@ from xml.parsers.expat import ExpatError
 from airflow_provider_importexport import exceptions as exc
 from airflow_provider_importexport.emulator import protocol
 from airflow_provider_importexport.emulator.admin import AdminApp, AdminTargets, DocumentLinks
+from airflow_provider_importexport.emulator.admission import DAILY_CREATE_QUOTA
 from airflow_provider_importexport.emulator.auth import (
     DEFAULT_ACCOUNT,
     DENIED,
@@ -78,7 +79,7 @@ class EmulatorSettings:
     devices_dir: str | None = None
     state_file: str | None = None
     faults: FaultConfig = field(default_factory=FaultConfig)
-    daily_create_quota: int = 50
+    daily_create_quota: int = DAILY_CREATE_QUOTA
     ended_job_status: str = "progress"
     verbose: bool = False
     #: Token the admin API requires (``Authorization: Bearer TOKEN``); required beyond loopback.
