@@ -5,7 +5,7 @@
 #   make test-fast   the tests not marked slow (about a minute): the quick loop while editing
 #   make wheel-check build the wheel, install it into a fresh virtualenv, check Airflow registers it
 #   make chaos  the fault suite: 1,400 job lifecycles under faults, an emulator kill -9, trigger restarts
-#   make mutate mutation testing (cosmic-ray) in a copy under /tmp, about 35 min: docs/mutation.md
+#   make mutate mutation testing (cosmic-ray) in a copy under /tmp, about 50 min: docs/mutation.md
 #   make bench  10,000 waits in one triggerer loop and the emulator's throughput, about 25 min
 #               (QUICK=1: a smoke run): docs/benchmarks.md
 

@@ -447,3 +447,40 @@ def test_the_default_quota_is_the_services_fifty_a_day(client: Any, bucket: str)
         client.create_job(JobType="Import", Manifest=manifest, ValidateOnly=False)
     with pytest.raises(client.exceptions.CreateJobQuotaExceededException, match="created 50 jobs today"):
         client.create_job(JobType="Import", Manifest=manifest, ValidateOnly=False)
+
+
+def test_a_restart_clears_what_a_killed_save_left_and_keeps_other_files(tmp_path: Path) -> None:
+    """kill -9 during a save leaves its temporary files (dot-named, beside the state file and among the
+    S3 bodies); the next start removes them, and only them."""
+    state = tmp_path / "state.json"
+    bodies = tmp_path / "state.json.s3"
+    bodies.mkdir()
+    left_over = [tmp_path / ".state.json.k1ll3d", bodies / ".b0dy-half-written"]
+    kept = [tmp_path / "notes.txt", tmp_path / ".other.json.x"]
+    for path in (*left_over, *kept):
+        path.write_text("x")
+    with ImportExportEmulator(state_file=str(state)):
+        assert [path.exists() for path in left_over] == [False, False]
+        assert [path.exists() for path in kept] == [True, True]
+
+
+def test_a_snapshot_drops_the_bodies_of_deleted_objects(tmp_path: Path) -> None:
+    """The state file's S3 bodies folder holds what S3 holds: a deleted object's body goes with the next
+    snapshot (a restart writes one), or the folder would grow forever."""
+    state = tmp_path / "state.json"
+    bodies = tmp_path / "state.json.s3"
+    with ImportExportEmulator(state_file=str(state)) as first:
+        client = boto3.client("importexport", endpoint_url=first.endpoint_url, region_name="us-east-1")
+        s3 = boto3.client("s3", endpoint_url=first.endpoint_url, region_name="us-east-1")
+        first.admin.create_bucket("snap-bucket")
+        s3.put_object(Bucket="snap-bucket", Key="kept.txt", Body=b"kept body")
+        s3.put_object(Bucket="snap-bucket", Key="gone.txt", Body=b"a body to delete")
+        new_job(client, "snap-bucket")  # the first change after start: a snapshot with both bodies
+        assert len([b for b in bodies.iterdir() if not b.name.startswith(".")]) == 2
+        s3.delete_object(Bucket="snap-bucket", Key="gone.txt")
+    with ImportExportEmulator(state_file=str(state)) as second:
+        client = boto3.client("importexport", endpoint_url=second.endpoint_url, region_name="us-east-1")
+        new_job(client, "snap-bucket")  # a snapshot again
+        assert len([b for b in bodies.iterdir() if not b.name.startswith(".")]) == 1
+        s3 = boto3.client("s3", endpoint_url=second.endpoint_url, region_name="us-east-1")
+        assert s3.get_object(Bucket="snap-bucket", Key="kept.txt")["Body"].read() == b"kept body"

@@ -270,9 +270,15 @@ def test_bad_account_option_is_explained() -> None:
 
 
 def test_update_and_cancel_answer_success_true(client: Any, bucket: str) -> None:
-    """The model's only sign that UpdateJob and CancelJob did their work; SDK users check it."""
+    """The model's only sign that UpdateJob and CancelJob did their work; SDK users check it. An update
+    with ValidateOnly only checks the manifest."""
     manifest = import_manifest(bucket).to_yaml()
     job_id = client.create_job(JobType="Import", Manifest=manifest, ValidateOnly=False)["JobId"]
-    updated = client.update_job(JobId=job_id, JobType="Import", Manifest=manifest, ValidateOnly=False)
+    changed = import_manifest(bucket, device_id="disk-after-update").to_yaml()
+    checked = client.update_job(JobId=job_id, JobType="Import", Manifest=changed, ValidateOnly=True)
+    assert checked["Success"] is True
+    assert "disk-after-update" not in client.get_status(JobId=job_id)["CurrentManifest"]  # only checked
+    updated = client.update_job(JobId=job_id, JobType="Import", Manifest=changed, ValidateOnly=False)
     assert updated["Success"] is True
+    assert "disk-after-update" in client.get_status(JobId=job_id)["CurrentManifest"]
     assert client.cancel_job(JobId=job_id)["Success"] is True

@@ -185,11 +185,12 @@ def test_poke_mode_success(run_dag: Any, emulator: ImportExportEmulator, bucket:
 
 
 def test_the_documented_defaults() -> None:
-    """README: poll every 15 minutes, give up after 30 days."""
+    """README: poll every 15 minutes, give up after 30 days, or after 10 failed polls in a row."""
     from airflow_provider_importexport.sensors.importexport import ImportExportJobSensor
 
     sensor = ImportExportJobSensor(task_id="wait", job_id="ABCDE", deferrable=False)
     assert (sensor.poke_interval, sensor.timeout) == (15 * 60, 30 * 24 * 3600)
+    assert sensor.max_consecutive_errors == 10
 
 
 @pytest.mark.parametrize("deferrable", [True, False])
