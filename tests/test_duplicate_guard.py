@@ -263,3 +263,35 @@ def test_the_scan_walks_past_newer_canceled_other_type_and_expired_jobs(
     reads = Counter(r["job_id"] for r in emulator.admin.requests(action="GetStatus"))
     assert (reads[canceled], reads[export], reads[expired]) == (0, 0, 1)
     assert reads[first] >= 1
+
+
+STORED_UNKNOWN_ID = '''
+class StoredUnknownId(ImportExportCreateJobOperator):
+    """Attempt 1 stored a job id the service does not know (another account's, or a service that lost
+    its jobs), then died before creating anything."""
+
+    def execute(self, context):
+        if context["ti"].try_number == 1:
+            context["task_state_store"].set(self.external_id_key, "ZZZZ9")
+            raise RuntimeError("attempt 1 dies after storing an id the service does not know")
+        return super().execute(context)
+
+
+StoredUnknownId(task_id="create", manifest=$manifest, retries=1, retry_delay=datetime.timedelta(seconds=0))
+'''
+
+
+def test_a_stored_id_the_service_does_not_know_is_not_adopted_and_a_new_job_is_made(
+    run_dag: Any, emulator: ImportExportEmulator, bucket: str
+) -> None:
+    """InvalidJobId for the stored id is as good as expired: the retry creates the job, once, rather than
+    failing the task on a job that cannot be reached."""
+    result = run_dag(dag_source(STORED_UNKNOWN_ID), manifest=repr(import_manifest(bucket).to_yaml()))
+
+    assert result.state("create") == "success"
+    assert result.ti("create").try_number == 2
+    (create,) = carried_out(emulator, "CreateJob")
+    assert result.xcom("create") == create["job_id"]
+    assert [r["outcome"] for r in emulator.admin.requests(action="GetStatus", job_id="ZZZZ9")] == [
+        "InvalidJobIdException"
+    ]
